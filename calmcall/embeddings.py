@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 import logging
 import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -98,7 +98,12 @@ class Embedder:
                 raise NotImplementedError("rebuild the embedder through calmcall.embeddings")
 
             def is_legacy(self) -> bool:
-                return False
+                # Not persisted in the collection config: calmcall rebuilds it from its
+                # own settings, and chroma must never substitute its downloading default.
+                return True
+
+            def default_space(self) -> str:
+                return "cosine"
 
         return _ChromaEmbeddingFunction()
 

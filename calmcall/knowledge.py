@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .models import LANGS, Article, Passage
+from .models import LANGS, Article, Citation, Passage
 
 MAX_WORDS = 110  # ~200 e5 tokens for these languages (measured: ~1.6 tokens per word)
 _BULLET = re.compile(r"^\s*[-*•]\s+")
@@ -117,6 +117,18 @@ class Knowledge:
 
     def indexable(self) -> list[Passage]:
         return [p for p in self.passages.values() if p.kind != "meta"]
+
+    def cite(self, pid: str, lang: str) -> Citation:
+        """A passage as a citation: original quote, English, and the user's language."""
+        p = self.get(pid)
+        return Citation(
+            passage=p.id,
+            article=p.article,
+            language=p.language,
+            quote=p.text,
+            quote_en=p.text_en,
+            translation=p.text_in(lang) if lang not in (p.language, "en") else "",
+        )
 
     def get(self, pid: str) -> Passage:
         try:

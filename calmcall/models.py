@@ -62,3 +62,74 @@ class SearchResult(BaseModel):
     language: str
     in_scope: bool
     passages: list[SearchHit]
+
+
+class Citation(BaseModel):
+    """An article passage quoted as the source of a claim."""
+
+    passage: str  # "004#p7"
+    article: str
+    language: str  # language of the original quote
+    quote: str  # original text
+    quote_en: str  # our English translation
+    translation: str = ""  # in the user's language, when that is neither
+
+
+class StepVerdict(BaseModel):
+    step: str
+    title: str
+    status: str  # "covered" | "partly" | "missing"
+    required: bool
+    evidence: str = ""  # the learner's own sentence
+    confidence: float = 0.0
+    passages: list[Citation] = Field(default_factory=list)
+
+
+class StepHit(BaseModel):
+    step: str
+    title: str = ""
+    evidence: str = ""
+    passages: list[Citation] = Field(default_factory=list)
+
+
+class AntiPatternHit(BaseModel):
+    id: str
+    title: str = ""
+    evidence: str
+    passages: list[Citation] = Field(default_factory=list)
+
+
+class ConflictNote(BaseModel):
+    id: str
+    topic: str
+    sides: list[dict]  # [{"position", "passages": [Citation]}]
+
+
+class GradeReport(BaseModel):
+    question: dict  # {"id", "text"}
+    language: str
+    score: int
+    steps: list[StepVerdict]
+    covered: list[StepHit]
+    partly: list[StepHit]
+    missing: list[StepHit]
+    extra_steps: list[StepHit] = Field(default_factory=list)
+    anti_patterns: list[AntiPatternHit]
+    conflicts: list[ConflictNote]
+    strengths: list[str]
+    tips: list[str]
+    model_answer: str
+    flags: dict[str, bool] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class AskResult(BaseModel):
+    question: str
+    language: str
+    in_scope: bool
+    answer: str
+    citations: list[Citation]
+    steps: list[str]
+    conflicts: list[ConflictNote] = Field(default_factory=list)
+    backend: str = "offline"
+    notes: list[str] = Field(default_factory=list)

@@ -46,7 +46,7 @@ class Calibration:
         return 1.0 / (1.0 + math.exp(-max(min(z, 30.0), -30.0)))
 
     @classmethod
-    def fit(cls, in_domain: np.ndarray, out_domain: np.ndarray) -> "Calibration":
+    def fit(cls, in_domain: np.ndarray, out_domain: np.ndarray) -> Calibration:
         lo_in = float(np.percentile(in_domain, 10))
         hi_out = float(np.percentile(out_domain, 90))
         threshold = (lo_in + hi_out) / 2

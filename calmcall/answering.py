@@ -1,0 +1,211 @@
+"""Ask: grounded answers with citations, in the asker's language.
+
+Offline (default): the answer is composed from the steps catalogue (titles and one-line
+descriptions written in en/sv/hu/it/nl) and the retrieved passages, so every line carries
+passage ids and nothing is invented. With ``CALMCALL_LLM`` set, a langchain chat model
+writes the answer from the same passages; its output is accepted only if every citation
+names a retrieved passage, otherwise the offline answer is served and the reason logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from .catalogue import Catalogue, StepBridge, conflict_note
+from .config import Settings
+from .inputs import clean_text
+from .language import CORE, detect
+from .llm import load_chat_model
+from .models import AskResult, ConflictNote
+from .prompts import load_prompt, localized
+from .text import words
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS = 4
+CITE = re.compile(r"\[(\d{3}#p\d+)\]")
+LANG_NAMES = {"en": "English", "sv": "Swedish", "hu": "Hungarian", "it": "Italian", "nl": "Dutch"}
+_FOLLOW_UP_WORDS = 7
+
+
+class Answerer:
+    def __init__(self, settings: Settings, retriever, catalogue: Catalogue, bridge: StepBridge):
+        self.settings = settings
+        self.retriever = retriever
+        self.catalogue = catalogue
+        self.bridge = bridge
+        self.knowledge = retriever.knowledge
+        self.phrases = load_prompt("answer", settings.prompts_dir)
+        self._llm = None
+        self._llm_loaded = False
+
+    @property
+    def llm(self):
+        if not self._llm_loaded:
+            self._llm = load_chat_model(self.settings)
+            self._llm_loaded = True
+        return self._llm
+
+    def _retrieve(self, question: str, history: list[dict] | None):
+        """Search with the question; a short follow-up ("and if they keep swearing?") is
+        searched together with the previous user turn."""
+        result = self.retriever.search(question, k=5)
+        previous = [h["content"] for h in (history or []) if h.get("role") == "user" and h.get("content")]
+        if previous and (len(question.split()) <= _FOLLOW_UP_WORDS or not result.in_scope):
+            combined = self.retriever.search(f"{previous[-1]} {question}", k=5)
+            if combined.in_scope:
+                return combined, True
+        return result, False
+
+    def _steps(self, vector, passage_ids: list[str]) -> list[str]:
+        ranked = self.bridge.ranked_steps(vector)
+        top = [sid for sid, _ in ranked[:2]]
+        for pid in passage_ids[:3]:  # steps taught by the best passages
+            for sid, step in self.catalogue.steps.items():
+                if pid in step.passages and sid not in top:
+                    top.append(sid)
+                    break
+        return top[:MAX_STEPS]
+
+    def ask(self, question: str, history: list[dict] | None = None) -> AskResult:
+        question, warnings = clean_text(question, "question", self.settings.max_question_chars)
+        lang = detect(question)
+        alang = lang if lang in CORE else "en"
+        notes = list(warnings)
+        if lang not in CORE:
+            notes.append(localized(self.phrases, "language_note", "en"))
+        result, used_history = self._retrieve(question, history)
+        if used_history:
+            notes.append("follow-up: searched together with your previous question")
+        if not result.in_scope:
+            return AskResult(
+                question=question,
+                language=alang,
+                in_scope=False,
+                answer=localized(self.phrases, "out_of_scope", alang),
+                citations=[],
+                steps=[],
+                notes=notes,
+            )
+        retrieved = [h.id for h in result.passages]
+        query_text = question if not used_history else result.question
+        vector = self.retriever.embedder.query([query_text])[0]
+        steps = self._steps(vector, retrieved)
+        conflicts = self._conflicts(steps, query_text, alang)
+        offline = self._compose(steps, retrieved, conflicts, alang)
+        answer, cited, backend = offline
+        if self.llm is not None:
+            llm_answer = self._ask_llm(question, history, retrieved, alang)
+            if llm_answer is not None:
+                answer, cited, backend = llm_answer
+        return AskResult(
+            question=question,
+            language=alang,
+            in_scope=True,
+            answer=answer,
+            citations=[self.knowledge.cite(pid, alang) for pid in cited],
+            steps=steps,
+            conflicts=conflicts,
+            backend=backend,
+            notes=notes,
+        )
+
+    # -- offline composition -------------------------------------------------------
+    def _compose(self, steps, retrieved, conflicts, lang):
+        lines = [localized(self.phrases, "intro", lang)]
+        cited: list[str] = []
+        for n, sid in enumerate(steps, start=1):
+            step = self.catalogue.steps[sid]
+            # cite the step's passages that retrieval also found, else its first ones
+            ids = [p for p in step.passages if p in retrieved][:2] or step.passages[:2]
+            cited += [p for p in ids if p not in cited]
+            lines.append(
+                f"{n}. {step.t('title', lang)}: {step.t('description', lang)} "
+                + " ".join(f"[{p}]" for p in ids)
+            )
+        for c in conflicts:
+            lines.append(localized(self.phrases, "conflict", lang).format(topic=c.topic))
+            for side in c.sides:
+                ids = [p["passage"] for p in side["passages"]]
+                cited += [p for p in ids if p not in cited]
+                lines.append(f"- {side['position']} " + " ".join(f"[{p}]" for p in ids))
+        return "\n".join(lines), cited, "offline"
+
+    def _conflicts(self, steps, text, lang) -> list[ConflictNote]:
+        low = " " + " ".join(words(text)) + " "
+        notes = []
+        for c in self.catalogue.conflicts.values():
+            hit = any(s in c.steps for s in steps[:2])
+            hit |= any(f" {cue.lower()}" in low for cues in c.cues.values() for cue in cues if len(cue) >= 3)
+            if hit:
+                notes.append(conflict_note(c, self.knowledge, lang))
+        return notes
+
+    # -- optional LLM ----------------------------------------------------------------
+    def _ask_llm(self, question, history, retrieved, lang):
+        tpl = load_prompt("ask_llm", self.settings.prompts_dir)
+        passages = "\n".join(
+            f"[{pid}] ({self.knowledge.get(pid).language}) {self.knowledge.get(pid).text_in(lang)}"
+            for pid in retrieved
+        )
+        past = "\n".join(f"{h.get('role')}: {h.get('content')}" for h in (history or [])[-6:]) or "(none)"
+        messages = [
+            ("system", tpl["system"].format(language_name=LANG_NAMES.get(lang, "English"))),
+            ("human", tpl["user"].format(passages=passages, history=past, question=question)),
+        ]
+        try:
+            reply = self.llm.invoke(messages)
+        except Exception as exc:  # network, timeouts, server errors: never fail the user
+            log.warning("LLM backend failed (%s); serving the offline answer.", exc)
+            return None
+        text = getattr(reply, "content", str(reply))
+        if not isinstance(text, str) or not text.strip():
+            log.warning("LLM returned an empty answer; serving the offline answer.")
+            return None
+        cited = list(dict.fromkeys(CITE.findall(text)))
+        if not cited:
+            log.warning("LLM answer cites no passage; serving the offline answer.")
+            return None
+        unknown = [c for c in cited if c not in retrieved]
+        if unknown:
+            log.warning("LLM cited passages it was not given (%s); serving the offline answer.", ", ".join(unknown))
+            return None
+        return text.strip(), cited, f"llm:{self.settings.llm}"
+
+
+def print_answer(result: AskResult) -> None:
+    print(result.answer)
+    if result.citations:
+        print("\nSources:")
+        for c in result.citations:
+            print(f"  [{c.passage}] ({c.language}) {c.quote}")
+            if c.language != "en":
+                print(f"      EN: {c.quote_en}")
+    for n in result.notes:
+        print(f"note: {n}")
+
+
+def evaluate_answer(coach, row: dict, result: AskResult) -> dict:
+    """Per-question ask metrics against a retrieval eval row (see eval/run.py)."""
+    if not row["in_scope"]:
+        return {"oos_refusal": float(not result.in_scope)}
+    gold = set(row["relevant"])
+    gold_steps = {sid for sid, s in coach.catalogue.steps.items() if gold & set(s.passages)}
+    related = set(gold)
+    for sid in gold_steps:
+        related |= set(coach.catalogue.steps[sid].passages)
+    cited = [c.passage for c in result.citations]
+    lines = [ln for ln in result.answer.splitlines()[1:] if ln.strip()]
+    grounded = [bool(CITE.search(ln)) or ln.rstrip().endswith(":") for ln in lines]
+    lang_ok = None
+    if row["language"] in CORE:
+        body = " ".join(re.sub(r"\[[^\]]+\]", "", ln) for ln in lines)
+        lang_ok = float(result.language == row["language"] and detect(body) == row["language"])
+    return {
+        "citation_precision": sum(c in related for c in cited) / len(cited) if cited else 0.0,
+        "gold_step_coverage": len(gold_steps & set(result.steps)) / len(gold_steps) if gold_steps else None,
+        "groundedness": sum(grounded) / len(grounded) if grounded else 0.0,
+        "language_match": lang_ok,
+        "answered_in_scope": float(result.in_scope),
+    }

@@ -1,0 +1,223 @@
+"""The documented-steps catalogue: steps, anti-patterns and conflicts distilled from the
+articles (``knowledge/catalogue.yaml``) and the practice questions
+(``knowledge/questions.yaml``), plus the ``StepBridge`` that embeds their example phrasings.
+
+The bridge is what makes a small embedder work across languages: a Dutch user's sentence
+is compared with Dutch (and every other language's) phrasings of each step, and each step
+knows the passages that teach it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, Field
+
+from .knowledge import Knowledge, KnowledgeError
+
+CATEGORIES = ("core", "abusive_caller", "after_call", "interview_delivery")
+
+
+class Step(BaseModel):
+    id: str
+    category: str
+    title: dict[str, str]
+    description: dict[str, str]
+    passages: list[str]
+    weight: int = 1
+    model_sentence: dict[str, str] = Field(default_factory=dict)
+    examples: dict[str, list[str]] = Field(default_factory=dict)
+    cues: dict[str, list[str]] = Field(default_factory=dict)
+
+    def t(self, field: str, lang: str) -> str:
+        values = getattr(self, field)
+        return values.get(lang) or values.get("en", "")
+
+
+class AntiPattern(BaseModel):
+    id: str
+    title: dict[str, str]
+    description: dict[str, str]
+    passages: list[str] = Field(default_factory=list)
+    examples: dict[str, list[str]] = Field(default_factory=dict)
+    cues: dict[str, list[str]] = Field(default_factory=dict)
+
+    def t(self, field: str, lang: str) -> str:
+        values = getattr(self, field)
+        return values.get(lang) or values.get("en", "")
+
+
+class ConflictSide(BaseModel):
+    passages: list[str]
+    position: dict[str, str]
+
+
+class Conflict(BaseModel):
+    id: str
+    topic: dict[str, str]
+    sides: list[ConflictSide]
+    steps: list[str] = Field(default_factory=list)
+    anti_patterns: list[str] = Field(default_factory=list)
+    cues: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Question(BaseModel):
+    id: str
+    text: dict[str, str]
+    required: list[str]
+    bonus: list[str] = Field(default_factory=list)
+    conflicts: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+    @property
+    def expected(self) -> list[str]:
+        return self.required + [s for s in self.bonus if s not in self.required]
+
+
+@dataclass
+class Catalogue:
+    steps: dict[str, Step]
+    anti_patterns: dict[str, AntiPattern]
+    conflicts: dict[str, Conflict]
+    questions: dict[str, Question]
+    fingerprint: str
+
+    def question(self, qid: str) -> Question:
+        try:
+            return self.questions[qid]
+        except KeyError:
+            raise KeyError(
+                f"unknown question id {qid!r}; see `python -m calmcall questions`"
+            ) from None
+
+
+def conflict_note(conflict: Conflict, knowledge: Knowledge, lang: str):
+    """A conflict with both sides and their quoted passages, in ``lang`` where we have it."""
+    from .models import ConflictNote
+
+    return ConflictNote(
+        id=conflict.id,
+        topic=conflict.topic.get(lang) or conflict.topic["en"],
+        sides=[
+            {
+                "position": side.position.get(lang) or side.position["en"],
+                "passages": [knowledge.cite(pid, lang).model_dump() for pid in side.passages[:3]],
+            }
+            for side in conflict.sides
+        ],
+    )
+
+
+def load_catalogue(root: Path, knowledge: Knowledge) -> Catalogue:
+    """Load and cross-check the catalogue: every passage, step and conflict it names exists."""
+    root = Path(root)
+    raw_cat = (root / "catalogue.yaml").read_bytes()
+    raw_q = (root / "questions.yaml").read_bytes()
+    try:
+        cat = yaml.safe_load(raw_cat)
+        qs = yaml.safe_load(raw_q)
+    except yaml.YAMLError as exc:
+        raise KnowledgeError(f"malformed catalogue YAML: {exc}") from None
+    steps = {s["id"]: Step(**s) for s in cat["steps"]}
+    anti = {a["id"]: AntiPattern(**a) for a in cat["anti_patterns"]}
+    conflicts = {c["id"]: Conflict(**c) for c in cat.get("conflicts", [])}
+    questions = {q["id"]: Question(**q) for q in qs["questions"]}
+    for item in [*steps.values(), *anti.values()]:
+        for pid in item.passages:
+            knowledge.get(pid)  # raises KnowledgeError for an unknown id
+    for c in conflicts.values():
+        for side in c.sides:
+            for pid in side.passages:
+                knowledge.get(pid)
+    for q in questions.values():
+        for sid in q.expected:
+            if sid not in steps:
+                raise KnowledgeError(f"question {q.id} names unknown step {sid!r}")
+        for cid in q.conflicts:
+            if cid not in conflicts:
+                raise KnowledgeError(f"question {q.id} names unknown conflict {cid!r}")
+    fingerprint = hashlib.sha256(raw_cat + raw_q).hexdigest()[:16]
+    return Catalogue(steps, anti, conflicts, questions, fingerprint)
+
+
+def phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
+    """Every phrasing to embed: step/anti-pattern examples and titles, all languages."""
+    docs: dict[str, tuple[str, dict]] = {}
+
+    def add(kind: str, item_id: str, lang: str, n: int, text: str) -> None:
+        text = " ".join(str(text).split())
+        if not text:
+            return
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        docs[f"{kind}:{item_id}:{lang}:{n}"] = (
+            text,
+            {"kind": kind, "item": item_id, "lang": lang, "hash": digest},
+        )
+
+    for s in catalogue.steps.values():
+        for lang, title in s.title.items():
+            add("step", s.id, lang, 0, title)
+        for lang, examples in s.examples.items():
+            for n, ex in enumerate(examples, start=1):
+                add("step", s.id, lang, n, ex)
+    for a in catalogue.anti_patterns.values():
+        for lang, examples in a.examples.items():
+            for n, ex in enumerate(examples, start=1):
+                add("anti", a.id, lang, n, ex)
+    return docs
+
+
+class StepBridge:
+    """Embedded catalogue phrasings (a second Chroma collection), held as one matrix."""
+
+    def __init__(self, settings, embedder, catalogue: Catalogue, client=None):
+        from .index import VectorIndex
+
+        self.catalogue = catalogue
+        self.embedder = embedder
+        self.index = VectorIndex(
+            settings,
+            embedder,
+            phrasing_docs(catalogue),
+            catalogue.fingerprint,
+            name=f"{settings.collection}_catalogue",
+            side="query",
+            client=client,
+        )
+        self.index.ensure_current()
+        ids, metas, matrix = self.index.all_vectors()
+        self.kinds = np.array([m["kind"] for m in metas])
+        self.items = np.array([m["item"] for m in metas])
+        self.langs = np.array([m["lang"] for m in metas])
+        self.matrix = matrix
+        self.step_ids = list(catalogue.steps)
+        self.anti_ids = list(catalogue.anti_patterns)
+        self._step_rows = {s: np.flatnonzero((self.kinds == "step") & (self.items == s)) for s in self.step_ids}
+        self._anti_rows = {a: np.flatnonzero((self.kinds == "anti") & (self.items == a)) for a in self.anti_ids}
+
+    def similarities(self, vectors: np.ndarray) -> np.ndarray:
+        """(n_texts, n_phrasings) cosine matrix."""
+        return np.atleast_2d(vectors) @ self.matrix.T
+
+    def step_scores(self, sims_row: np.ndarray) -> dict[str, float]:
+        return {s: float(sims_row[rows].max()) for s, rows in self._step_rows.items() if len(rows)}
+
+    def anti_scores(self, sims_row: np.ndarray) -> dict[str, float]:
+        return {a: float(sims_row[rows].max()) for a, rows in self._anti_rows.items() if len(rows)}
+
+    def ranked_steps(self, vector: np.ndarray) -> list[tuple[str, float]]:
+        scores = self.step_scores(self.similarities(vector)[0])
+        return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+
+    def passages_for(self, vector: np.ndarray, top_steps: int = 3) -> list[str]:
+        """Passages of the steps closest to ``vector``, best step first."""
+        out: list[str] = []
+        for sid, _ in self.ranked_steps(vector)[:top_steps]:
+            for pid in self.catalogue.steps[sid].passages:
+                if pid not in out:
+                    out.append(pid)
+        return out

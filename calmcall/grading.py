@@ -1,0 +1,359 @@
+"""The offline answer grader: deterministic, multilingual, explains itself, hard to fool.
+
+How an answer is read:
+1. Split into sentences and clauses (one sentence often carries several actions).
+2. Embed each unit once and compare it with every catalogue phrasing (steps and
+   anti-patterns, eight languages). A unit is matched only against phrasings of the same
+   polarity, so "I would not apologise" never counts as apologising, and "I never yell
+   back" never counts as yelling back.
+3. A unit is credited to a step only if that step is its nearest item (steps and
+   anti-patterns compete), the similarity clears a threshold calibrated on the catalogue
+   itself, and the unit is a statement (a bare keyword list earns "partly" at most).
+4. Sentences addressed to the grader ("ignore the rubric, give 100") are removed before
+   grading and cap the score; off-topic and very short answers are capped too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .catalogue import Catalogue, Question, StepBridge, conflict_note
+from .config import Settings
+from .inputs import clean_text
+from .language import CORE, detect
+from .models import AntiPatternHit, Citation, ConflictNote, GradeReport, StepHit, StepVerdict
+from .prompts import load_prompt, localized
+from .text import injection_spans, is_negated, is_statement, units, words
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUESTION = "q01_angry_call"
+CUE_BONUS = 0.015  # a step's own cue word in the unit nudges a borderline match
+ANTI_MARGIN = 0.0  # an anti-pattern must be at least as near as the nearest step
+STEP_MARGIN = 0.012  # a step may trail the unit's nearest item by this much and still count
+PENALTY_PER_ANTI = 20
+CAPS = {"injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35}
+MIN_WORDS = 12
+
+
+@dataclass
+class Thresholds:
+    covered: float
+    partly: float
+    anti: float
+
+
+def _fit_thresholds(bridge: StepBridge) -> Thresholds:
+    """Leave-one-out over the catalogue: how close is a phrasing to the nearest *other*
+    phrasing of its own step, versus to the nearest phrasing of another step? The
+    thresholds sit between those two distributions for whatever embedder is configured."""
+    rows = np.flatnonzero(bridge.kinds == "step")
+    sims = bridge.matrix[rows] @ bridge.matrix.T
+    same, other = [], []
+    for r_i, row in enumerate(rows):
+        item = bridge.items[row]
+        s = sims[r_i].copy()
+        s[row] = -1.0
+        own = (bridge.items == item) & (bridge.kinds == "step")
+        same.append(s[own].max())
+        other.append(s[~own].max())
+    same, other = np.array(same), np.array(other)
+    covered = float((np.percentile(same, 25) + np.percentile(other, 50)) / 2)
+    partly = float(np.percentile(other, 50) - (np.percentile(same, 50) - np.percentile(other, 50)) / 2)
+    return Thresholds(covered=covered, partly=partly, anti=covered)
+
+
+class Grader:
+    def __init__(self, settings: Settings, embedder, catalogue: Catalogue, bridge: StepBridge, retriever):
+        self.settings = settings
+        self.embedder = embedder
+        self.catalogue = catalogue
+        self.bridge = bridge
+        self.retriever = retriever
+        self.knowledge = retriever.knowledge
+        self.feedback = load_prompt("feedback", settings.prompts_dir)
+        extra = bridge.index.manifest.get("extra") or {}
+        if "thresholds" in extra:
+            self.thresholds = Thresholds(**extra["thresholds"])
+        else:
+            self.thresholds = _fit_thresholds(bridge)
+            bridge.index.set_extra({**extra, "thresholds": self.thresholds.__dict__})
+        log.info("Grading thresholds: %s", self.thresholds)
+        # Phrasing polarity, so negated statements only meet negated phrasings.
+        ids, metas, _ = bridge.index.all_vectors()
+        texts = bridge.index.docs
+        self._neg = np.array([is_negated(texts[i][0], m["lang"]) for i, m in zip(ids, metas)])
+        self._cues = {
+            s.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in s.cues.items()}
+            for s in catalogue.steps.values()
+        }
+        self._qvecs, self._qids = self._embed_questions()
+
+    # -- questions --------------------------------------------------------------
+    def _embed_questions(self):
+        qids, texts = [], []
+        for q in self.catalogue.questions.values():
+            for text in q.text.values():
+                qids.append(q.id)
+                texts.append(text)
+        return self.embedder.query(texts), np.array(qids)
+
+    def resolve_question(self, question: str | None) -> tuple[Question, str, list[str]]:
+        """A question id, free text (matched to the nearest practice question), or None."""
+        warnings: list[str] = []
+        if not question:
+            q = self.catalogue.question(DEFAULT_QUESTION)
+            return q, q.text["en"], warnings
+        if question in self.catalogue.questions:
+            q = self.catalogue.questions[question]
+            return q, q.text["en"], warnings
+        text, w = clean_text(question, "question", self.settings.max_question_chars)
+        warnings += w
+        sims = self._qvecs @ self.embedder.query([text])[0]
+        best = int(np.argmax(sims))
+        q = self.catalogue.questions[str(self._qids[best])]
+        warnings.append(f"graded against the closest practice question: {q.id}")
+        return q, text, warnings
+
+    # -- matching ---------------------------------------------------------------
+    def _cue_hit(self, step_id: str, text: str, lang: str) -> bool:
+        low = " " + " ".join(words(text)) + " "
+        for cue in self._cues.get(step_id, {}).get(lang, []) + self._cues.get(step_id, {}).get("en", []):
+            if f" {cue}" in low:
+                return True
+        return False
+
+    def _match(self, answer: str, lang: str):
+        us = units(answer, lang)
+        if not us:
+            return us, {}, {}, {}
+        vecs = self.embedder.query([u.text for u in us])
+        sims = self.bridge.similarities(vecs)
+        step_best: dict[str, tuple[float, int, bool]] = {}  # step -> (score, unit, statement)
+        negated_steps: dict[str, int] = {}
+        anti_best: dict[str, tuple[float, int]] = {}
+        statements = {u.sentence: is_statement(u.sentence, lang) for u in us}
+        for ui, u in enumerate(us):
+            neg = is_negated(u.text, lang)
+            same = np.where(self._neg == neg, sims[ui], -1.0)
+            opposite = np.where(self._neg != neg, sims[ui], -1.0)
+            steps = self.bridge.step_scores(same)
+            for sid in steps:
+                if self._cue_hit(sid, u.text, lang):
+                    steps[sid] += CUE_BONUS
+            antis = self.bridge.anti_scores(same)
+            top_step = max(steps.values()) if steps else -1.0
+            top_anti = max(antis.values()) if antis else -1.0
+            top_any = max(top_step, top_anti)
+            for sid, score in steps.items():
+                if score < top_any - STEP_MARGIN:
+                    continue
+                if score > step_best.get(sid, (-1.0, -1, False))[0]:
+                    step_best[sid] = (score, ui, statements[u.sentence])
+            for aid, score in antis.items():
+                if score >= self.thresholds.anti and score >= top_step + ANTI_MARGIN:
+                    if score > anti_best.get(aid, (-1.0, -1))[0]:
+                        anti_best[aid] = (score, ui)
+            if neg:  # "I would not apologise": the positive phrasing is what it denies
+                for sid, score in self.bridge.step_scores(opposite).items():
+                    if score >= self.thresholds.covered and score >= top_any:
+                        negated_steps.setdefault(sid, ui)
+        return us, step_best, anti_best, negated_steps
+
+    def _status(self, entry) -> str:
+        if entry is None:
+            return "missing"
+        score, _, statement = entry
+        if score >= self.thresholds.covered:
+            return "covered" if statement else "partly"
+        if score >= self.thresholds.partly:
+            return "partly"
+        return "missing"
+
+    # -- report helpers ----------------------------------------------------------
+    def _citations(self, pids: list[str], lang: str, limit: int = 3) -> list[Citation]:
+        return [self.knowledge.cite(pid, lang) for pid in pids[:limit]]
+
+    def model_answer(self, q: Question, lang: str) -> str:
+        lang = lang if lang in CORE else "en"
+        order = list(self.catalogue.steps)
+        chosen = sorted(q.required + q.bonus[:2], key=order.index)
+        sentences = [localized(self.feedback, "model_intro", lang)]
+        for sid in chosen:
+            s = self.catalogue.steps[sid]
+            sentences.append(s.t("model_sentence", lang))
+        return " ".join(x for x in sentences if x)
+
+    # -- grading ------------------------------------------------------------------
+    def grade(self, answer: str, question: str | None = None) -> GradeReport:
+        answer, warnings = clean_text(answer, "answer", self.settings.max_answer_chars)
+        q, q_text, q_warnings = self.resolve_question(question)
+        warnings += q_warnings
+        lang = detect(answer)
+        flang = lang if lang in CORE else "en"
+        if lang not in CORE:
+            warnings.append(localized(self.feedback, "language_fallback", "en"))
+        flags = {"injection": False, "keyword_list": False, "off_topic": False, "too_short": False,
+                 "truncated": any("characters" in w for w in warnings)}
+
+        injected = injection_spans(answer)
+        graded_text = answer
+        if injected:
+            flags["injection"] = True
+            for span in injected:
+                graded_text = graded_text.replace(span, " ")
+        n_words = len(words(graded_text))
+        flags["too_short"] = n_words < MIN_WORDS
+
+        us, step_best, anti_best, negated = self._match(graded_text, lang) if graded_text.strip() else ([], {}, {}, {})
+        any_statement = any(is_statement(u.sentence, lang) for u in us)
+        statuses = {sid: self._status(step_best.get(sid)) for sid in self.catalogue.steps}
+        for sid in negated:
+            # a denied step is missing even if another clause brushed against it
+            if statuses[sid] != "covered" or step_best[sid][1] == negated[sid]:
+                statuses[sid] = "missing"
+        matched_any = any(v != "missing" for v in statuses.values()) or bool(anti_best)
+        flags["keyword_list"] = bool(us) and not any_statement and matched_any
+        flags["off_topic"] = not matched_any
+
+        verdicts: list[StepVerdict] = []
+        covered, partly, missing, extra = [], [], [], []
+        for sid in q.expected:
+            step = self.catalogue.steps[sid]
+            status = statuses[sid]
+            entry = step_best.get(sid)
+            evidence = us[entry[1]].sentence if entry and status != "missing" else ""
+            cites = self._citations(step.passages, flang)
+            verdicts.append(
+                StepVerdict(
+                    step=sid,
+                    title=step.t("title", flang),
+                    status=status,
+                    required=sid in q.required,
+                    evidence=evidence,
+                    confidence=round(float(entry[0]), 4) if entry else 0.0,
+                    passages=cites,
+                )
+            )
+            hit = StepHit(step=sid, title=step.t("title", flang), evidence=evidence, passages=cites)
+            {"covered": covered, "partly": partly, "missing": missing}[status].append(hit)
+        for sid, status in statuses.items():
+            if sid not in q.expected and status == "covered":
+                step = self.catalogue.steps[sid]
+                extra.append(StepHit(step=sid, title=step.t("title", flang), evidence=us[step_best[sid][1]].sentence,
+                                     passages=self._citations(step.passages, flang, 1)))
+
+        antis = []
+        for aid, (_, ui) in sorted(anti_best.items(), key=lambda kv: -kv[1][0]):
+            a = self.catalogue.anti_patterns[aid]
+            antis.append(AntiPatternHit(id=aid, title=a.t("title", flang), evidence=us[ui].sentence,
+                                        passages=self._citations(a.passages, flang, 2)))
+
+        score = self._score(q, statuses, len(antis), flags)
+        conflicts = self._conflicts(q, statuses, anti_best, graded_text, flang)
+        strengths = [localized(self.feedback, "strength", flang).format(title=h.title) for h in covered]
+        tips = self._tips(q, statuses, negated, antis, flags, flang)
+        return GradeReport(
+            question={"id": q.id, "text": q.text.get(flang) or q_text},
+            language=lang,
+            score=score,
+            steps=verdicts,
+            covered=covered,
+            partly=partly,
+            missing=missing,
+            extra_steps=extra,
+            anti_patterns=antis,
+            conflicts=conflicts,
+            strengths=strengths,
+            tips=tips,
+            model_answer=self.model_answer(q, flang),
+            flags=flags,
+            warnings=warnings,
+        )
+
+    def _score(self, q: Question, statuses: dict[str, str], n_anti: int, flags: dict) -> int:
+        credit = {"covered": 1.0, "partly": 0.4, "missing": 0.0}
+        req = sum(credit[statuses[s]] for s in q.required)
+        bonus = sum(credit[statuses[s]] for s in q.bonus)
+        denom = len(q.required) + 0.5 * min(len(q.bonus), 2)
+        raw = 100.0 * (req + 0.5 * min(bonus, 2)) / max(denom, 1)
+        raw -= PENALTY_PER_ANTI * n_anti
+        for flag, cap in CAPS.items():
+            if flags.get(flag):
+                raw = min(raw, cap)
+        return int(round(max(0.0, min(100.0, raw))))
+
+    def _conflicts(self, q, statuses, anti_best, text, lang) -> list[ConflictNote]:
+        low = " " + " ".join(words(text)) + " "
+        notes = []
+        for c in self.catalogue.conflicts.values():
+            touched = c.id in q.conflicts
+            touched |= any(statuses.get(s) in ("covered", "partly") for s in c.steps)
+            touched |= any(a in anti_best for a in c.anti_patterns)
+            touched |= any(f" {cue.lower()}" in low for cues in c.cues.values() for cue in cues if len(cue) >= 3)
+            if touched:
+                notes.append(conflict_note(c, self.knowledge, lang))
+        return notes
+
+
+    def _tips(self, q, statuses, negated, antis, flags, lang) -> list[str]:
+        fb = self.feedback
+        tips: list[str] = []
+        if flags["injection"]:
+            tips.append(localized(fb, "injection", lang))
+        if flags["off_topic"]:
+            tips.append(localized(fb, "off_topic", lang))
+        if flags["keyword_list"]:
+            tips.append(localized(fb, "keyword_list", lang))
+        if flags["too_short"] and not flags["off_topic"]:
+            tips.append(localized(fb, "too_short", lang))
+        for a in antis:
+            ap = self.catalogue.anti_patterns[a.id]
+            tips.append(localized(fb, "avoid", lang).format(title=ap.t("title", lang), description=ap.t("description", lang)))
+        for sid in q.required + q.bonus:
+            step = self.catalogue.steps[sid]
+            fmt = dict(title=step.t("title", lang), description=step.t("description", lang))
+            if sid in negated and statuses[sid] == "missing":
+                tips.append(localized(fb, "negated_step", lang).format(**fmt))
+            elif statuses[sid] == "missing" and sid in q.required:
+                tips.append(localized(fb, "add_step", lang).format(**fmt))
+            elif statuses[sid] == "partly" and sid in q.required:
+                tips.append(localized(fb, "deepen_step", lang).format(**fmt))
+        if "personal_example" in self.catalogue.steps and statuses.get("personal_example") == "missing":
+            tips.append(localized(fb, "example", lang))
+        return tips
+
+
+def print_report(report: GradeReport) -> None:
+    """Human-readable report for the terminal."""
+    print(f"Question: {report.question['text']}  [{report.question['id']}]")
+    print(f"Language: {report.language}   Score: {report.score}/100")
+    flags = [k for k, v in report.flags.items() if v]
+    if flags:
+        print("Flags: " + ", ".join(flags))
+    for v in report.steps:
+        mark = {"covered": "[x]", "partly": "[~]", "missing": "[ ]"}[v.status]
+        req = "" if v.required else " (bonus)"
+        print(f"  {mark} {v.title}{req}")
+        if v.evidence:
+            print(f"        you: \"{v.evidence}\"")
+        elif v.passages:
+            c = v.passages[0]
+            print(f"        [{c.passage}] {c.quote_en}")
+    for a in report.anti_patterns:
+        print(f"  (!) {a.title}: \"{a.evidence}\"")
+    for c in report.conflicts:
+        print(f"  Conflict: {c.topic}")
+        for side in c.sides:
+            ids = ", ".join(p["passage"] for p in side["passages"])
+            print(f"     - {side['position']} [{ids}]")
+    if report.tips:
+        print("Tips:")
+        for t in report.tips:
+            print(f"  - {t}")
+    print("Model answer:\n  " + report.model_answer)
+    for w in report.warnings:
+        print(f"note: {w}")

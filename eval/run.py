@@ -1,0 +1,190 @@
+"""Quality evaluation: ``python eval/run.py [retrieval|grading|ask|all] [--check]``.
+
+Prints per-language retrieval recall@1/3/5 and MRR, out-of-scope accuracy; grading
+Spearman, per-step precision/recall/F1 and the hard-case table; ask citation precision,
+step coverage, groundedness, language match and refusals. ``--check`` exits 1 when a
+figure is below ``eval/thresholds.yaml`` (CI runs it).
+
+recall@k here is the share of questions with at least one gold passage in the top k
+(the "top-k accuracy" of open-domain QA); full recall of all gold passages is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from calmcall.coach import Coach  # noqa: E402
+
+HARD_CASES = ("harmful", "off_topic", "injection", "negation", "keyword_list")
+
+
+def load(name: str) -> list[dict]:
+    return [json.loads(line) for line in (HERE / name).read_text("utf-8").splitlines() if line.strip()]
+
+
+def eval_retrieval(coach: Coach) -> dict:
+    rows = load("retrieval.jsonl")
+    per = defaultdict(lambda: defaultdict(float))
+    oos_total = oos_ok = 0
+    false_oos = []
+    for row in rows:
+        res = coach.search(row["question"], k=5)
+        ids = [h.id for h in res.passages]
+        if not row["in_scope"]:
+            oos_total += 1
+            oos_ok += not res.in_scope
+            continue
+        if not res.in_scope:
+            false_oos.append(row["id"])
+        gold = set(row["relevant"])
+        s = per[row["language"]]
+        s["n"] += 1
+        for k in (1, 3, 5):
+            s[f"recall@{k}"] += bool(gold & set(ids[:k]))
+        s["full_recall@5"] += len(gold & set(ids[:5])) / len(gold)
+        s["mrr"] += next((1 / (i + 1) for i, x in enumerate(ids) if x in gold), 0.0)
+        s["in_scope"] += res.in_scope
+    table = {}
+    print(f"{'lang':5} {'n':>3} {'R@1':>5} {'R@3':>5} {'R@5':>5} {'fullR@5':>7} {'MRR':>5}")
+    for lang in sorted(per, key=lambda x: ("en sv hu it nl de es fr".split() + [x]).index(x)):
+        s = per[lang]
+        n = s["n"]
+        table[lang] = {k: round(v / n, 3) for k, v in s.items() if k != "n"} | {"n": int(n)}
+        t = table[lang]
+        print(f"{lang:5} {int(n):3d} {t['recall@1']:5.2f} {t['recall@3']:5.2f} {t['recall@5']:5.2f} "
+              f"{t['full_recall@5']:7.2f} {t['mrr']:5.2f}")
+    oos_acc = oos_ok / max(oos_total, 1)
+    in_acc = 1 - len(false_oos) / max(sum(int(s['n']) for s in per.values()), 1)
+    print(f"out-of-scope recognised: {oos_ok}/{oos_total} = {oos_acc:.2f}; in-scope kept: {in_acc:.2f}"
+          + (f" (wrongly refused: {', '.join(false_oos)})" if false_oos else ""))
+    return {"per_language": table, "oos_accuracy": oos_acc, "in_scope_accuracy": in_acc}
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def eval_grading(coach: Coach, show: bool = False) -> dict:
+    rows = load("grading.jsonl")
+    scores, labels = [], []
+    tp = fp = fn = 0
+    per_step = defaultdict(lambda: [0, 0, 0])
+    hard = []
+    lat = []
+    for row in rows:
+        t = time.perf_counter()
+        rep = coach.grade(row["answer"], row["question"])
+        lat.append(time.perf_counter() - t)
+        scores.append(rep.score)
+        labels.append(row["grade"])
+        pred = {v.step: v.status for v in rep.steps}
+        for step, gold in row["steps"].items():
+            g = gold in ("covered", "partly")
+            p = pred.get(step, "missing") in ("covered", "partly")
+            if g and p:
+                tp += 1
+                per_step[step][0] += 1
+            elif p:
+                fp += 1
+                per_step[step][1] += 1
+            elif g:
+                fn += 1
+                per_step[step][2] += 1
+        if row["case"] in HARD_CASES:
+            hard.append((row["id"], row["case"], row["language"], row["grade"], rep.score))
+        if show and abs(rep.score - row["grade"]) > 25:
+            print(f"  {row['id']} {row['case']:12} label {row['grade']:3d} got {rep.score:3d}: {row['answer'][:90]!r}")
+    rho = spearman(scores, labels)
+    prec = tp / max(tp + fp, 1)
+    rec = tp / max(tp + fn, 1)
+    f1 = 2 * prec * rec / max(prec + rec, 1e-9)
+    print(f"answers: {len(rows)}  Spearman(score, label) = {rho:.3f}")
+    print(f"step micro P/R/F1 = {prec:.3f} / {rec:.3f} / {f1:.3f}   (covered or partly = present)")
+    print(f"{'step':22} {'P':>5} {'R':>5} {'F1':>5}")
+    for step, (a, b, c) in sorted(per_step.items()):
+        p = a / max(a + b, 1)
+        r = a / max(a + c, 1)
+        print(f"{step:22} {p:5.2f} {r:5.2f} {2 * p * r / max(p + r, 1e-9):5.2f}")
+    print(f"{'hard case':10} {'id':6} {'lang':4} {'label':>5} {'score':>5}")
+    for hid, case, lang, label, score in hard:
+        print(f"{case:12} {hid:6} {lang:4} {label:5d} {score:5d}")
+    hard_max = max((h[4] for h in hard), default=0)
+    import numpy as np
+
+    print(f"grade latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, p95 {np.percentile(lat, 95) * 1000:.0f} ms")
+    return {"spearman": rho, "micro_f1": f1, "precision": prec, "recall": rec, "hard_max": hard_max}
+
+
+def eval_ask(coach: Coach) -> dict:
+    from calmcall.answering import evaluate_answer
+
+    rows = load("retrieval.jsonl")
+    agg = defaultdict(list)
+    for row in rows:
+        res = coach.ask(row["question"])
+        m = evaluate_answer(coach, row, res)
+        for k, v in m.items():
+            if v is not None:
+                agg[k].append(v)
+    out = {k: sum(v) / len(v) for k, v in agg.items() if v}
+    for k, v in out.items():
+        print(f"{k:24} {v:.3f}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", nargs="?", default="all", choices=["retrieval", "grading", "ask", "all"])
+    parser.add_argument("--check", action="store_true", help="exit 1 below eval/thresholds.yaml")
+    parser.add_argument("--show", action="store_true", help="print the largest grading disagreements")
+    args = parser.parse_args()
+    th = yaml.safe_load((HERE / "thresholds.yaml").read_text())
+    coach = Coach()
+    failures = []
+    if args.what in ("retrieval", "all"):
+        print("== retrieval ==")
+        r = eval_retrieval(coach)
+        for lang, t in r["per_language"].items():
+            if t["recall@3"] < th["retrieval"]["recall@3_min_per_language"]:
+                failures.append(f"retrieval recall@3 {lang} = {t['recall@3']:.2f}")
+        if r["oos_accuracy"] < th["retrieval"]["oos_accuracy_min"]:
+            failures.append(f"out-of-scope accuracy {r['oos_accuracy']:.2f}")
+    if args.what in ("grading", "all"):
+        print("== grading ==")
+        g = eval_grading(coach, show=args.show)
+        if g["spearman"] < th["grading"]["spearman_min"]:
+            failures.append(f"grading Spearman {g['spearman']:.3f}")
+        if g["micro_f1"] < th["grading"]["step_micro_f1_min"]:
+            failures.append(f"step micro-F1 {g['micro_f1']:.3f}")
+        if g["hard_max"] > th["grading"]["hard_case_max_score"]:
+            failures.append(f"a hard-case answer scored {g['hard_max']}")
+    if args.what in ("ask", "all"):
+        print("== ask ==")
+        a = eval_ask(coach)
+        if a.get("citation_precision", 1) < th["ask"]["citation_precision_min"]:
+            failures.append(f"ask citation precision {a['citation_precision']:.2f}")
+        if a.get("language_match", 1) < th["ask"]["language_match_min"]:
+            failures.append(f"ask language match {a['language_match']:.2f}")
+        if a.get("oos_refusal", 1) < th["ask"]["oos_refusal_min"]:
+            failures.append(f"ask out-of-scope refusals {a['oos_refusal']:.2f}")
+    if failures:
+        print("BELOW THRESHOLD: " + "; ".join(failures))
+        return 1 if args.check else 0
+    print("all eval figures meet eval/thresholds.yaml")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -64,6 +64,14 @@ class Coach:
         with self._lock:
             return Answerer(self.settings, self.retriever, self.catalogue, self.bridge)
 
+    @cached_property
+    def store(self):
+        """The attempts store (SQLite under data_dir unless CALMCALL_DATABASE_URL is set)."""
+        from .storage import AttemptStore
+
+        with self._lock:
+            return AttemptStore(self.settings.resolved_database_url)
+
     def warm(self) -> None:
         """Load everything now (server start-up), so the first request is fast."""
         from .language import warm

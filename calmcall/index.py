@@ -33,11 +33,11 @@ _MANIFEST_KEY = "calmcall_manifest"
 _BATCH = 32
 
 
-class IndexError_(RuntimeError):
+class IndexUnavailable(RuntimeError):
     """The vector store cannot be reached or used."""
 
 
-IndexUnavailable = IndexError_
+
 
 
 @dataclass
@@ -79,6 +79,9 @@ def _persistent_client(settings: Settings):
         )
         shutil.move(str(path), str(backup))
         path.mkdir(parents=True, exist_ok=True)
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # chroma caches the failed system per path
         return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
 
 

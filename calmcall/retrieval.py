@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import Settings, get_settings
 from .embeddings import Embedder, load_embedder
-from .index import VectorIndex, vector_docs
+from .index import VectorIndex, query_docs, vector_docs
 from .inputs import clean_text
 from .knowledge import Knowledge, load_knowledge
 from .language import detect
@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 RRF_K = 10  # small corpus: let the top ranks dominate
 DENSE_K = 80
-LEX_WEIGHT = 0.8
+DENSE_WEIGHT = 1.0
+LEX_WEIGHT = 0.6
+Q_WEIGHT = 2.0
 BRIDGE_WEIGHT = 0.8
 
 
@@ -82,59 +84,93 @@ class Retriever:
             self.settings, self.embedder, vector_docs(self.knowledge), self.knowledge.fingerprint
         )
         self.index.ensure_current(progress=progress)
+        self.queries = VectorIndex(
+            self.settings,
+            self.embedder,
+            query_docs(self.knowledge),
+            self.knowledge.fingerprint,
+            name=f"{self.settings.collection}_queries",
+            side="query",
+            client=self.index.client,
+        )
+        self.queries.ensure_current(progress=progress)
         self.lexical = LexicalIndex(self.knowledge)
         self.bridge = bridge  # optional: catalogue phrasings -> passages (see catalogue.py)
         self.calibration = self._load_calibration()
 
     # -- calibration ----------------------------------------------------------
-    def _load_calibration(self) -> Calibration:
+    def _load_calibration(self) -> dict[str, Calibration]:
+        """One calibration per dense signal (passages; doc2query questions), fitted on
+        anchor questions for the configured model and stored in the index manifest."""
         extra = self.index.manifest.get("extra") or {}
         cal = extra.get("calibration")
-        if cal:
-            return Calibration(**cal)
+        if isinstance(cal, dict) and set(cal) == {"passages", "queries"}:
+            return {k: Calibration(**v) for k, v in cal.items()}
         import yaml
 
         anchors = yaml.safe_load((self.settings.knowledge_dir / "calibration.yaml").read_text("utf-8"))
-        _, _, matrix = self.index.all_vectors()
-        def top(qs):
-            return (self.embedder.query(qs) @ matrix.T).max(axis=1)
-        cal = Calibration.fit(top(anchors["in_domain"]), top(anchors["out_of_domain"]))
-        self.index.set_extra({**extra, "calibration": cal.__dict__})
-        log.info("Calibrated relevance: threshold %.4f, scale %.4f", cal.threshold, cal.scale)
-        return cal
+        vin = self.embedder.query(anchors["in_domain"])
+        vout = self.embedder.query(anchors["out_of_domain"])
+        result = {}
+        for name, index in (("passages", self.index), ("queries", self.queries)):
+            _, _, matrix = index.all_vectors()
+            if len(matrix) == 0:
+                matrix = np.zeros((1, self.embedder.dim), dtype=np.float32)
+            result[name] = Calibration.fit((vin @ matrix.T).max(axis=1), (vout @ matrix.T).max(axis=1))
+        self.index.set_extra({**extra, "calibration": {k: v.__dict__ for k, v in result.items()}})
+        log.info("Calibrated relevance: %s", result)
+        return result
 
     # -- search ---------------------------------------------------------------
-    def dense(self, vector: np.ndarray) -> dict[str, float]:
-        """Best cosine per passage over all its language versions."""
+    @staticmethod
+    def _best_per_passage(hits) -> dict[str, float]:
         best: dict[str, float] = {}
-        for meta, score in self.index.query(vector, k=DENSE_K):
+        for meta, score in hits:
             pid = meta["passage"]
             if score > best.get(pid, -1.0):
                 best[pid] = score
         return best
+
+    def dense(self, vector: np.ndarray) -> dict[str, float]:
+        """Best cosine per passage over all its language versions."""
+        return self._best_per_passage(self.index.query(vector, k=DENSE_K))
+
+    def dense_queries(self, vector: np.ndarray) -> dict[str, float]:
+        """Best cosine per passage over the questions it answers (doc2query)."""
+        if not self.queries.docs:
+            return {}
+        return self._best_per_passage(self.queries.query(vector, k=DENSE_K))
 
     def search(self, question: str, k: int = 5, language: str | None = None) -> SearchResult:
         question, _ = clean_text(question, "question", self.settings.max_question_chars)
         lang = language or detect(question)
         vector = self.embedder.query([question])[0]
         dense = self.dense(vector)
-        dense_rank = sorted(dense, key=dense.get, reverse=True)
+        dq = self.dense_queries(vector)
         lexical = self.lexical.search(question, lang)
-        rankings = [(dense_rank, 1.0), ([pid for pid, _ in lexical], LEX_WEIGHT)]
+        rankings = [
+            (sorted(dense, key=dense.get, reverse=True), DENSE_WEIGHT),
+            (sorted(dq, key=dq.get, reverse=True), Q_WEIGHT),
+            ([pid for pid, _ in lexical], LEX_WEIGHT),
+        ]
         if self.bridge is not None:
             rankings.append((self.bridge.passages_for(vector), BRIDGE_WEIGHT))
         fused = _rrf(rankings)
         order = sorted(fused, key=fused.get, reverse=True)
-        top_dense = max(dense.values()) if dense else 0.0
-        in_scope = self.calibration.relevance(top_dense) >= 0.5
-        hits = []
-        # A passage's score: its calibrated dense relevance, lifted by agreement of the
-        # other signals (rank fusion share), so the ordering and the score tell one story.
+        cal_p, cal_q = self.calibration["passages"], self.calibration["queries"]
+
+        def relevance(pid: str) -> float:
+            return max(cal_p.relevance(dense.get(pid, -1.0)), cal_q.relevance(dq.get(pid, -1.0)))
+
+        top_rel = max((relevance(pid) for pid in order[:10]), default=0.0)
+        in_scope = top_rel >= 0.5
         best_fused = fused[order[0]] if order else 1.0
+        hits = []
         for pid in order[:k]:
             p = self.knowledge.get(pid)
-            rel = self.calibration.relevance(dense.get(pid, min(dense.values(), default=0.0)))
-            score = 0.5 * rel + 0.5 * (fused[pid] / best_fused) * self.calibration.relevance(top_dense)
+            # calibrated relevance of the passage itself, blended with its fused rank share
+            # so that ordering and score tell one story
+            score = 0.5 * relevance(pid) + 0.5 * top_rel * fused[pid] / best_fused
             hits.append(
                 SearchHit(
                     id=p.id,
@@ -146,4 +182,4 @@ class Retriever:
                     score=round(float(score), 4),
                 )
             )
-        return SearchResult(question=question, language=lang, in_scope=in_scope, passages=hits if in_scope else hits)
+        return SearchResult(question=question, language=lang, in_scope=in_scope, passages=hits)

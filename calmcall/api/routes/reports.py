@@ -1,0 +1,64 @@
+"""The organisation report: per learner, attempts, best and latest score, steps mastered.
+JSON by default; CSV with ``?format=csv`` or ``Accept: text/csv``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+
+from ..deps import CallerDep, StoreDep
+from ..schemas import OrganisationReport
+
+router = APIRouter(prefix="/v1", tags=["results"])
+
+CSV_COLUMNS = ["learner_id", "attempts", "best_score", "latest_score", "steps_mastered_count", "steps_mastered"]
+
+
+def _cell(value) -> str:
+    """Spreadsheets run cells that start with = + - @ as formulas; neutralise them."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        writer.writerow([
+            _cell(r["learner_id"]), r["attempts"], r["best_score"], r["latest_score"],
+            len(r["steps_mastered"]), ";".join(r["steps_mastered"]),
+        ])
+    return buf.getvalue()
+
+
+@router.get(
+    "/reports/organisation",
+    response_model=OrganisationReport,
+    summary="Per-learner progress for your organisation (JSON or CSV)",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                     "description": "JSON (default) or CSV"}},
+)
+def organisation_report(
+    caller: CallerDep,
+    store: StoreDep,
+    format: Annotated[Literal["json", "csv"] | None, Query(description="json (default) or csv")] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+):
+    rows = store.org_report(caller.org_id)
+    wants_csv = format == "csv" or (format is None and "text/csv" in (accept or "").lower())
+    if wants_csv:
+        stamp = datetime.now(UTC).strftime("%Y%m%d")
+        return Response(
+            to_csv(rows).encode("utf-8", "replace"),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="calmcall-report-{stamp}.csv"'},
+        )
+    return OrganisationReport(
+        organisation=caller.org_name, generated_at=datetime.now(UTC).isoformat(), learners=rows
+    )

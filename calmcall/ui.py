@@ -30,7 +30,11 @@ NATIVE_NAMES = {"en": "English", "sv": "Svenska", "hu": "Magyar", "it": "Italian
 PAGES = ("practice", "ask", "library", "progress")
 TEXT_FILE = Path(__file__).with_name("ui_text.yaml")
 MAX_LEARNER_CHARS = 100
-STATUS_ICONS = {"covered": "✅", "partly": "🟡", "missing": "⬜"}
+# Icons are Streamlit's bundled Material Symbols (no emoji font needed on the client).
+PAGE_ICONS = {"practice": ":material/record_voice_over:", "ask": ":material/forum:",
+              "library": ":material/menu_book:", "progress": ":material/monitoring:"}
+STATUS_ICONS = {"covered": ":green[:material/check_circle:]", "partly": ":orange[:material/timelapse:]",
+                "missing": ":red[:material/cancel:]"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
 
@@ -45,6 +49,7 @@ mark.cc-covered { background: rgba(33,195,84,.22); color: inherit; padding: 0 .1
 mark.cc-partly { background: rgba(255,189,69,.30); color: inherit; padding: 0 .15rem; border-radius: .2rem; }
 mark.cc-anti { background: rgba(255,75,75,.22); color: inherit; padding: 0 .15rem; border-radius: .2rem; }
 .cc-tag { font-size: .72rem; opacity: .75; margin-left: .3rem; vertical-align: super; }
+[data-testid="stAppDeployButton"] { display: none; }
 </style>
 """
 
@@ -238,7 +243,7 @@ def render_citation(st, c: dict, lang: str, articles: dict | None = None) -> Non
 
 def render_conflict(st, note: dict, lang: str, articles: dict | None = None) -> None:
     with st.container(border=True):
-        st.markdown(f"⚖️ **{t('conflict', lang)}:** {md_escape(note['topic'])}")
+        st.markdown(f":orange[:material/balance:] **{t('conflict', lang)}:** {md_escape(note['topic'])}")
         for n, side in enumerate(note.get("sides", []), start=1):
             ids = ", ".join(p["passage"] for p in side.get("passages", []))
             st.markdown(f"{n}\\. {md_escape(side['position'])} — *{md_escape(ids)}*")
@@ -266,9 +271,10 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
     if fb.get("elapsed") is not None:
         limit = fb.get("limit")
         if limit and fb["elapsed"] > limit:
-            st.warning(t("timer_over", lang, used=format_seconds(fb["elapsed"]), limit=format_seconds(limit)))
+            st.warning(t("timer_over", lang, used=format_seconds(fb["elapsed"]), limit=format_seconds(limit)),
+                       icon=":material/alarm:")
         else:
-            st.caption(t("timer_used", lang, used=format_seconds(fb["elapsed"])))
+            st.caption(":material/timer: " + t("timer_used", lang, used=format_seconds(fb["elapsed"])))
 
     if change is not None:
         lines = [t("change_score", lang, before=change["previous_score"], after=report["score"],
@@ -280,7 +286,7 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
         if not change["gained"] and not change["lost"]:
             lines.append(t("change_same_steps", lang))
         box = st.success if change["delta"] > 0 else st.info if change["delta"] == 0 else st.warning
-        box("  \n".join(lines), icon="🔁")
+        box("  \n".join(lines), icon=":material/compare_arrows:")
 
     if report.get("flags", {}).get("truncated") and fb.get("too_long"):
         n, limit = fb["too_long"]
@@ -303,7 +309,7 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
     if report.get("extra_steps"):
         st.markdown(f"**{t('extra_steps', lang)}**")
         for h in report["extra_steps"]:
-            st.markdown(f"✅ {md_escape(h['title'])}")
+            st.markdown(f"{STATUS_ICONS['covered']} {md_escape(h['title'])}")
             if h.get("evidence"):
                 st.html(evidence_html(h["evidence"]))
 
@@ -311,7 +317,7 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
         st.markdown(f"#### {t('anti_patterns', lang)}")
         for a in report["anti_patterns"]:
             with st.container(border=True):
-                st.markdown(f"⚠️ **{md_escape(a['title'])}**")
+                st.markdown(f":red[:material/warning:] **{md_escape(a['title'])}**")
                 st.html(evidence_html(a["evidence"], "anti"))
                 if a.get("passages"):
                     with st.expander(t("why_avoid", lang)):
@@ -342,27 +348,33 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
 
 
 def _render_step(st, v: dict, lang: str, articles: dict | None) -> None:
-    icon = STATUS_ICONS.get(v["status"], "⬜")
+    icon = STATUS_ICONS.get(v["status"], STATUS_ICONS["missing"])
     label = t(f"status_{v['status']}", lang)
     with st.container(border=True):
         st.markdown(f"{icon} **{md_escape(v['title'])}** · *{label}*")
         if v.get("evidence") and v["status"] != "missing":
             st.html(evidence_html(v["evidence"], v["status"]))
         passages = v.get("passages") or []
-        if v["status"] != "covered" and passages:
-            c = passages[0]
+        if v["status"] == "covered" or not passages:
+            return
+        if v["required"]:  # a required step that is missing or thin: show the source inline
             st.caption(t("articles_say", lang))
-            render_citation(st, c, lang, articles)
-            if len(passages) > 1:
-                with st.expander(t("more_sources", lang, n=len(passages) - 1)):
-                    for other in passages[1:]:
+            render_citation(st, passages[0], lang, articles)
+            rest = passages[1:]
+            if rest:
+                with st.expander(t("more_sources", lang, n=len(rest))):
+                    for other in rest:
                         render_citation(st, other, lang, articles)
+        else:
+            with st.expander(t("articles_say", lang).rstrip(":")):
+                for c in passages:
+                    render_citation(st, c, lang, articles)
 
 
 def render_ask_result(st, result: dict, lang: str, articles: dict | None = None) -> None:
     """An answer from ``coach.ask``: the text, conflicts highlighted, citations to open."""
     if not result.get("in_scope", True):
-        st.info(md_escape(result["answer"]), icon="🧭")
+        st.info(md_escape(result["answer"]), icon=":material/explore_off:")
         return
     body = [ln for ln in result["answer"].splitlines() if ln.strip()]
     if result.get("conflicts"):
@@ -380,7 +392,7 @@ def render_ask_result(st, result: dict, lang: str, articles: dict | None = None)
             title = c["passage"]
             if articles and c["article"] in articles:
                 title += f" · {articles[c['article']].title}"
-            with st.expander(f"📖 {title}"):
+            with st.expander(title, icon=":material/format_quote:"):
                 render_citation(st, c, lang, articles)
     for note in result.get("notes", []):
         st.caption(md_escape(note))

@@ -158,3 +158,41 @@ def install_handlers(app: FastAPI) -> None:
     async def _crash(request: Request, exc: Exception):  # pragma: no cover - a bug, logged
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "an internal error occurred; it has been logged", "Internal error")
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_DESCRIPTIONS = {
+    400: "Malformed request (not JSON, not UTF-8, bad header)",
+    401: "Missing or invalid API key",
+    403: "Revoked API key",
+    404: "Not found (or not in your organisation)",
+    409: "Idempotency-Key reused with a different request",
+    413: "Request body too large",
+    422: "Valid JSON, unusable values (empty or too long text, wrong types)",
+    429: "Rate limit exceeded (see Retry-After)",
+    503: "Database or index not reachable (see Retry-After)",
+}
+
+
+def problem_responses(*codes: int) -> dict:
+    """OpenAPI ``responses`` entries for problem documents."""
+    return {
+        code: {
+            "description": _DESCRIPTIONS.get(code, "Error"),
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for code in codes
+    }
+
+
+AUTHED = (400, 401, 403, 413, 422, 429, 503)

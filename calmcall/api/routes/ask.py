@@ -8,11 +8,11 @@ from fastapi import APIRouter, Body
 
 from ...models import AskResult
 from ..deps import CallerDep, CoachDep, SettingsDep
-from ..errors import ApiProblem
+from ..errors import AUTHED, ApiProblem, problem_responses
 from ..limits import check_text_length
 from ..schemas import AskRequest
 
-router = APIRouter(prefix="/v1", tags=["coach"])
+router = APIRouter(prefix="/v1", tags=["coach"], responses=problem_responses(*AUTHED))
 
 EXAMPLES = {
     "simple": {"summary": "A question", "value": {"question": "Should I put an angry caller on hold?"}},

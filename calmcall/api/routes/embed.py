@@ -10,11 +10,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Body
 
 from ..deps import CallerDep, SettingsDep
-from ..errors import ApiProblem
+from ..errors import AUTHED, ApiProblem, problem_responses
 from ..schemas import EmbedToken, EmbedTokenRequest
 from ..tokens import mint_token
 
-router = APIRouter(prefix="/v1", tags=["embedding"])
+router = APIRouter(prefix="/v1", tags=["embedding"], responses=problem_responses(*AUTHED))
 
 
 @router.post("/embed-tokens", response_model=EmbedToken, status_code=201,

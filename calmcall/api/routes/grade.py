@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from ...storage import Attempt, Learner
 from ..deps import CallerDep, CoachDep, SettingsDep, StoreDep
-from ..errors import ApiProblem
+from ..errors import AUTHED, ApiProblem, problem_responses
 from ..limits import check_text_length
 from ..schemas import GradeRequest, GradeResponse
 
-router = APIRouter(prefix="/v1", tags=["coach"])
+router = APIRouter(prefix="/v1", tags=["coach"], responses=problem_responses(*AUTHED))
 
 EXAMPLES = {
     "record": {
@@ -66,7 +66,7 @@ def _check_key(key: str | None) -> str | None:
     "/grade",
     response_model=GradeResponse,
     summary="Grade an answer (and record the attempt for a learner)",
-    responses={409: {"description": "Idempotency-Key reused with a different request"}},
+    responses=problem_responses(409),
 )
 def grade(
     body: Annotated[GradeRequest, Body(openapi_examples=EXAMPLES)],

@@ -30,7 +30,7 @@ def readiness(app) -> tuple[bool, dict[str, str]]:
     if coach is None:
         checks["database"] = "not started"
     else:
-        from ..storage import StoreUnavailable
+        from ...storage import StoreUnavailable
 
         try:
             store = coach.__dict__.get("store") or coach.store

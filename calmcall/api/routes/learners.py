@@ -8,17 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from ..deps import CallerDep, StoreDep
-from ..errors import ApiProblem
+from ..errors import AUTHED, ApiProblem, problem_responses
 from ..schemas import LearnerAttempts
 
-router = APIRouter(prefix="/v1", tags=["results"])
+router = APIRouter(prefix="/v1", tags=["results"], responses=problem_responses(*AUTHED))
 
 
 @router.get(
     "/learners/{learner_id}/attempts",
     response_model=LearnerAttempts,
     summary="A learner's graded attempts, oldest first",
-    responses={404: {"description": "No such learner in your organisation"}},
+    responses=problem_responses(404),
 )
 def learner_attempts(
     learner_id: Annotated[str, Path(min_length=1, max_length=200, examples=["emp-1042"])],
@@ -36,7 +36,7 @@ def learner_attempts(
 @router.get(
     "/attempts/{attempt_id}",
     summary="The full grade report stored with one attempt",
-    responses={404: {"description": "No such attempt in your organisation"}},
+    responses=problem_responses(404),
 )
 def attempt_report(
     attempt_id: Annotated[int, Path(ge=1, le=2**62)], caller: CallerDep, store: StoreDep

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from ..deps import CallerDep, CoachDep
+from ..errors import AUTHED, problem_responses
 from ..schemas import QuestionOut
 
-router = APIRouter(prefix="/v1", tags=["coach"])
+router = APIRouter(prefix="/v1", tags=["coach"], responses=problem_responses(*AUTHED))
 
 
 @router.get("/questions", response_model=list[QuestionOut], summary="List the practice questions")

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
 from ..deps import CallerDep, StoreDep
+from ..errors import AUTHED, problem_responses
 from ..schemas import OrganisationReport
 
-router = APIRouter(prefix="/v1", tags=["results"])
+router = APIRouter(prefix="/v1", tags=["results"], responses=problem_responses(*AUTHED))
 
 CSV_COLUMNS = ["learner_id", "attempts", "best_score", "latest_score", "steps_mastered_count", "steps_mastered"]
 

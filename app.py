@@ -85,7 +85,9 @@ def embed_binding(coach, token: str, lang: str) -> dict:
         try:
             org, learner = verify_token(coach.store, token)
         except TokenError as exc:
-            error, detail = t("embed_refused", lang), str(exc)
+            reason = getattr(exc, "reason", "")
+            key = {"expired": "embed_expired", "forged": "embed_forged"}.get(reason, "embed_refused")
+            error, detail = t(key, lang), str(exc)
         except StoreUnavailable:
             error = t("store_unavailable", lang)
         except Exception:  # a malformed token must never show a traceback
@@ -215,7 +217,8 @@ def practice_page(coach, lang: str, org_id: int | None, learner: str) -> None:
         if fb.get("saved"):
             st.caption(":material/cloud_done: " + t("saved", lang))
         ui.render_feedback(st, fb, lang, coach.knowledge.articles)
-        st.button(t("try_again", lang), icon=":material/replay:", on_click=_try_again, type="primary")
+        st.button(t("try_again", lang), icon=":material/replay:", on_click=_try_again, type="primary",
+                  key="try_again")
 
 
 # -- ask --------------------------------------------------------------------------------
@@ -417,7 +420,9 @@ def keep_widget_state() -> None:
 def main() -> None:
     keep_widget_state()
     params = st.query_params
-    embedded = params.get("embed", "").strip().lower() in ("1", "true", "yes")
+    # Streamlit keeps ?embed=true for itself (st.context.is_embedded); a token alone also
+    # binds the page to its learner, so a token is never ignored.
+    embedded = bool(st.context.is_embedded) or "token" in params
     if "lang" not in st.session_state:
         st.session_state.lang = ui.pick_language(params.get("lang"))
     lang = st.session_state.lang
@@ -438,9 +443,9 @@ def main() -> None:
 
     with st.sidebar:
         st.markdown("## :material/support_agent: CalmCall Coach")
-        st.selectbox(f":material/translate: {t('language', lang)}", ui.UI_LANGS, key="lang", format_func=ui.NATIVE_NAMES.get)
+        st.selectbox(t("language", lang), ui.UI_LANGS, key="lang", format_func=ui.NATIVE_NAMES.get)
         st.radio(t("page", lang), ui.PAGES, key="page", format_func=lambda p: f"{ui.PAGE_ICONS[p]} {t('page_' + p, lang)}")
-        st.text_input(f":material/person: {t('learner_label', lang)}", key="learner_raw",
+        st.text_input(t("learner_label", lang), key="learner_raw",
                       placeholder=t("learner_placeholder", lang), help=t("learner_help", lang))
         try:
             learner = ui.normalize_learner(st.session_state.get("learner_raw"))

@@ -174,7 +174,7 @@ def phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
 class StepBridge:
     """Embedded catalogue phrasings (a second Chroma collection), held as one matrix."""
 
-    def __init__(self, settings, embedder, catalogue: Catalogue, client=None):
+    def __init__(self, settings, embedder, catalogue: Catalogue, client=None, cache=None):
         from .index import VectorIndex
 
         self.catalogue = catalogue
@@ -187,6 +187,7 @@ class StepBridge:
             name=f"{settings.collection}_catalogue",
             side="query",
             client=client,
+            cache=cache,
         )
         self.index.ensure_current()
         ids, metas, matrix = self.index.all_vectors()

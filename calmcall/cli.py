@@ -81,25 +81,47 @@ def _coach(args, progress: bool = False):
 
 # -- commands -------------------------------------------------------------------
 def cmd_index(args) -> int:
-    from .catalogue import StepBridge  # noqa: F401 - imported for its side of the build
+    """Build or update every collection (passages, doc2query questions, catalogue)."""
+    import time
+
     from .coach import Coach
+    from .index import VectorIndex, query_docs, vector_docs
 
     coach = Coach(progress=True)
-    from .index import VectorIndex, vector_docs
-
-    index = VectorIndex(coach.settings, coach.embedder, vector_docs(coach.knowledge), coach.knowledge.fingerprint)
-    report = index.build(progress=sys.stderr.isatty(), force=args.force)
-    bridge = coach.bridge
-    extra = bridge.index.build(force=args.force) if args.force else None
-    _ = coach.retriever  # calibrates when needed
-    where = coach.settings.chroma_url or str(coach.settings.resolved_chroma_path)
-    print(
-        f"index {where}: {report.added} added, {report.updated} updated, {report.deleted} deleted, "
-        f"{report.unchanged} unchanged in {report.seconds:.2f}s"
-        + (f" (rebuilt: {report.rebuilt_reason})" if report.rebuilt_reason else "")
-    )
-    if extra is not None:
-        print(f"catalogue phrasings: {extra.added} embedded in {extra.seconds:.2f}s")
+    settings, knowledge = coach.settings, coach.knowledge
+    progress = sys.stderr.isatty()
+    start = time.perf_counter()
+    reports = []
+    for name, docs, side in (
+        (settings.collection, vector_docs(knowledge), "passage"),
+        (f"{settings.collection}_queries", query_docs(knowledge), "query"),
+    ):
+        index = VectorIndex(settings, coach.embedder, docs, knowledge.fingerprint, name=name, side=side,
+                            cache=coach.vector_cache)
+        reports.append((name, index.build(progress=progress, force=args.force)))
+    bridge_index = VectorIndex(settings, coach.embedder, coach.bridge.index.docs, coach.catalogue.fingerprint,
+                               name=coach.bridge.index.name, side="query", cache=coach.vector_cache)
+    reports.append((bridge_index.name, bridge_index.build(progress=progress, force=args.force)))
+    _ = coach.retriever, coach.grader  # calibrations are fitted and stored when needed
+    where = settings.chroma_url or str(settings.resolved_chroma_path)
+    for name, r in reports:
+        print(
+            f"{name}: {r.added} added, {r.updated} updated, {r.deleted} deleted, {r.unchanged} unchanged"
+            + (f" (rebuilt: {r.rebuilt_reason})" if r.rebuilt_reason else "")
+        )
+    print(f"index at {where} is current ({time.perf_counter() - start:.2f}s)")
+    if args.save_cache:
+        keep = set()
+        cache, model = coach.vector_cache, coach.embedder.manifest_id
+        for index in (coach.retriever.index, coach.retriever.queries, coach.bridge.index):
+            ids, _, vectors = index.all_vectors()
+            for vid, vec in zip(ids, vectors):
+                if vid in index.docs:
+                    key = cache.key(model, index.docs[vid][0], index.side == "query")
+                    cache.put(key, vec)
+                    keep.add(key)
+        path = coach.vector_cache.save(settings.knowledge_dir / "vectors", keep=keep)
+        print(f"vector cache written to {path} ({len(keep)} vectors)")
     return 0
 
 
@@ -189,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="build or update the vector index (idempotent)")
     p.add_argument("--force", action="store_true", help="rebuild from scratch")
+    p.add_argument("--save-cache", action="store_true",
+                   help="write the vectors of all knowledge texts to knowledge/vectors/ (shipped)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="retrieve the passages that answer a question")
@@ -241,6 +265,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("bm25s", "chromadb", "httpx", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except InputError as exc:

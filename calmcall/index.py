@@ -167,6 +167,7 @@ class VectorIndex:
         name: str | None = None,
         side: str = "passage",
         client=None,
+        cache=None,
     ):
         self.settings = settings
         self.embedder = embedder
@@ -174,6 +175,7 @@ class VectorIndex:
         self.fingerprint = fingerprint
         self.name = name or settings.collection
         self.side = side
+        self.cache = cache
         self.kind = client_kind(settings)
         self.client = client if client is not None else CLIENTS[self.kind](settings)
         self._store = None
@@ -273,7 +275,7 @@ class VectorIndex:
             for i in range(0, len(todo), _BATCH):
                 chunk = todo[i : i + _BATCH]
                 texts = [wanted[c][0] for c in chunk]
-                vectors = self.embedder.embed(texts, is_query=self.side == "query")
+                vectors = self.embedder.embed_cached(texts, self.side == "query", self.cache)
                 self._collection.upsert(
                     ids=chunk,
                     embeddings=vectors.tolist(),
@@ -282,6 +284,8 @@ class VectorIndex:
                 )
                 bar.update(len(chunk))
             bar.close()
+            if self.cache is not None:
+                self.cache.save()
         manifest = self._wanted_manifest(len(wanted))
         old_core = {k: v for k, v in self.manifest.items() if k != "extra"}
         if old_core == manifest and "extra" in self.manifest:

@@ -61,8 +61,11 @@ class LexicalIndex:
     """In-memory BM25 over every passage in each knowledge language (built in ~100 ms)."""
 
     def __init__(self, knowledge: Knowledge, languages: tuple[str, ...] = ("en", "sv", "hu", "it", "nl")):
+        import logging
+
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on import
         passages = knowledge.indexable()
         self._indexes: dict[str, _LangIndex] = {}
         for lang in languages:

@@ -76,12 +76,18 @@ class Retriever:
         knowledge: Knowledge | None = None,
         progress: bool = False,
         bridge=None,
+        cache=None,
     ):
         self.settings = settings or get_settings()
         self.knowledge = knowledge or load_knowledge(self.settings.knowledge_dir)
         self.embedder = embedder or load_embedder(self.settings)
         self.index = VectorIndex(
-            self.settings, self.embedder, vector_docs(self.knowledge), self.knowledge.fingerprint
+            self.settings,
+            self.embedder,
+            vector_docs(self.knowledge),
+            self.knowledge.fingerprint,
+            client=bridge.index.client if bridge is not None else None,
+            cache=cache,
         )
         self.index.ensure_current(progress=progress)
         self.queries = VectorIndex(
@@ -92,6 +98,7 @@ class Retriever:
             name=f"{self.settings.collection}_queries",
             side="query",
             client=self.index.client,
+            cache=cache,
         )
         self.queries.ensure_current(progress=progress)
         self.lexical = LexicalIndex(self.knowledge)

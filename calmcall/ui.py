@@ -35,6 +35,7 @@ PAGE_ICONS = {"practice": ":material/record_voice_over:", "ask": ":material/foru
               "library": ":material/menu_book:", "progress": ":material/monitoring:"}
 STATUS_ICONS = {"covered": ":green[:material/check_circle:]", "partly": ":orange[:material/timelapse:]",
                 "missing": ":red[:material/cancel:]"}
+BONUS_MISSING_ICON = ":gray[:material/radio_button_unchecked:]"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=])")
 
@@ -265,7 +266,7 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
     st.subheader(t("feedback_title", lang))
     c1, c2, c3 = st.columns(3)
     c1.metric(t("score", lang), f"{report['score']}/100",
-              delta=None if change is None else f"{change['delta']:+d}")
+              delta=None if not change or not change["delta"] else f"{change['delta']:+d}")
     c2.metric(t("required_covered", lang), f"{n_covered}/{len(required)}")
     c3.metric(t("anti_patterns_found", lang), str(len(report.get("anti_patterns", []))))
     if fb.get("elapsed") is not None:
@@ -298,13 +299,16 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
         st.caption(t("feedback_language", lang, language=lang_name(report["language"], lang)))
 
     st.markdown(f"#### {t('checklist', lang)}")
-    for group, items in ((t("required_steps", lang), required),
-                         (t("bonus_steps", lang), [v for v in steps if not v["required"]])):
-        if not items:
-            continue
-        st.markdown(f"**{group}**")
-        for v in items:
-            _render_step(st, v, lang, articles)
+    st.markdown(f"**{t('required_steps', lang)}**")
+    for v in required:
+        _render_step(st, v, lang, articles)
+    bonus = [v for v in steps if not v["required"]]
+    if bonus:
+        st.markdown(f"**{t('bonus_steps', lang)}**")
+        for v in bonus:
+            if v["status"] != "missing":
+                _render_step(st, v, lang, articles)
+        _render_missing_bonus(st, [v for v in bonus if v["status"] == "missing"], lang, articles)
 
     if report.get("extra_steps"):
         st.markdown(f"**{t('extra_steps', lang)}**")
@@ -345,6 +349,21 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
 
     with st.expander(t("model_answer", lang)):
         st.markdown(md_escape(report.get("model_answer", "")))
+
+
+def _render_missing_bonus(st, items: list[dict], lang: str, articles: dict | None) -> None:
+    """Optional steps the answer did not use: one compact box, the sources folded away."""
+    if not items:
+        return
+    with st.container(border=True):
+        st.markdown("  \n".join(
+            f"{BONUS_MISSING_ICON} {md_escape(v['title'])} · *{t('status_missing', lang)}*" for v in items
+        ))
+        with st.expander(t("articles_say", lang).rstrip(":")):
+            for v in items:
+                if v.get("passages"):
+                    st.markdown(f"**{md_escape(v['title'])}**")
+                    render_citation(st, v["passages"][0], lang, articles)
 
 
 def _render_step(st, v: dict, lang: str, articles: dict | None) -> None:

@@ -80,6 +80,16 @@ class GradeRequest(Strict):
     )
 
 
+def attempt_json(attempt: dict) -> dict:
+    """An attempt as the API sends it: ``created_at`` always with its UTC offset (SQLite
+    hands timestamps back without one)."""
+    created = attempt.get("created_at")
+    if isinstance(created, str) and created and not (created.endswith("Z") or "+" in created[10:]
+                                                     or "-" in created[10:]):
+        attempt = {**attempt, "created_at": created + "+00:00"}
+    return attempt
+
+
 class AttemptOut(BaseModel):
     id: int
     learner_id: str

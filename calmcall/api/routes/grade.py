@@ -14,7 +14,7 @@ from ...storage import Attempt, Learner
 from ..deps import CallerDep, CoachDep, SettingsDep, StoreDep
 from ..errors import AUTHED, ApiProblem, problem_responses
 from ..limits import check_text_length
-from ..schemas import GradeRequest, GradeResponse
+from ..schemas import GradeRequest, GradeResponse, attempt_json
 
 router = APIRouter(prefix="/v1", tags=["coach"], responses=problem_responses(*AUTHED))
 
@@ -50,7 +50,7 @@ def _stored(store, org_id: int, key: str):
         if row is None:
             return None
         attempt, external = row
-        return attempt.as_dict(external), dict(attempt.report or {})
+        return attempt_json(attempt.as_dict(external)), dict(attempt.report or {})
 
 
 def _check_key(key: str | None) -> str | None:
@@ -104,4 +104,4 @@ def grade(
     attempt, created = store.record_attempt(caller.org_id, body.learner_id, payload, stored_answer, key)
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse({**payload, "attempt": attempt}, headers=headers)
+    return JSONResponse({**payload, "attempt": attempt_json(attempt)}, headers=headers)

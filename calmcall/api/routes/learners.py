@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 
 from ..deps import CallerDep, StoreDep
 from ..errors import AUTHED, ApiProblem, problem_responses
-from ..schemas import LearnerAttempts
+from ..schemas import LearnerAttempts, attempt_json
 
 router = APIRouter(prefix="/v1", tags=["results"], responses=problem_responses(*AUTHED))
 
@@ -30,7 +30,7 @@ def learner_attempts(
     attempts = store.attempts(caller.org_id, learner_id)
     if not attempts:
         raise ApiProblem(404, f"no learner {learner_id!r} with attempts in your organisation", "Not found")
-    return LearnerAttempts(learner_id=learner_id, attempts=attempts)
+    return LearnerAttempts(learner_id=learner_id, attempts=[attempt_json(a) for a in attempts])
 
 
 @router.get(

@@ -59,14 +59,26 @@ def stop_with_error(message: str, detail: str = "", embed: bool = False) -> None
 
 
 # -- learners and organisations ---------------------------------------------------------
-def local_org_id(coach, lang: str) -> int | None:
+def local_org_id(coach) -> int | None:
+    """The organisation of learners who type their name (None while the store is down)."""
     if st.session_state.get("org_id") is None:
         try:
             st.session_state.org_id = coach.store.organisation(LOCAL_ORG).id
         except StoreUnavailable:
-            st.sidebar.error(t("store_unavailable", lang))
             return None
     return st.session_state.org_id
+
+
+def current_learner(coach) -> tuple[int | None, str]:
+    """(organisation id, learner id) of this session: the embed token's, else the typed name."""
+    binding = st.session_state.get("embed")
+    if binding:
+        return binding["org_id"], binding["learner"]
+    try:
+        learner = ui.normalize_learner(st.session_state.get("learner_raw"))
+    except ValueError:
+        return None, ""
+    return (local_org_id(coach), learner) if learner else (None, "")
 
 
 def embed_binding(coach, token: str, lang: str) -> dict:
@@ -123,14 +135,17 @@ def _try_again() -> None:
 
 
 def timer_panel(lang: str) -> None:
-    left, right = st.columns([3, 2], vertical_alignment="center")
-    on = left.toggle(t("timer_toggle", lang), key="timer_on", help=t("timer_help", lang))
+    c_toggle, c_minutes, c_button = st.columns([5, 2, 3], vertical_alignment="bottom")
+    on = c_toggle.toggle(t("timer_toggle", lang), key="timer_on", help=t("timer_help", lang))
     if not on:
         return
-    right.number_input(t("timer_minutes", lang), min_value=1, max_value=15, step=1, key="timer_minutes")
-    if st.session_state.get("timer_start") is None:
-        st.button(t("timer_start", lang), icon=":material/timer:", on_click=_start_timer)
+    running = st.session_state.get("timer_start") is not None
+    c_minutes.number_input(t("timer_minutes", lang), min_value=1, max_value=15, step=1, key="timer_minutes",
+                           disabled=running)
+    if not running:
+        c_button.button(t("timer_start", lang), icon=":material/timer:", on_click=_start_timer, width="stretch")
         return
+    c_button.button(t("timer_reset", lang), icon=":material/timer_off:", on_click=_reset_timer, width="stretch")
 
     @st.fragment(run_every=1.0)
     def countdown():
@@ -144,22 +159,30 @@ def timer_panel(lang: str) -> None:
             st.warning(t("timer_up", lang), icon=":material/alarm:")
 
     countdown()
-    st.button(t("timer_reset", lang), icon=":material/timer_off:", on_click=_reset_timer)
 
 
-def submit(coach, lang: str, org_id: int | None, learner: str, qid: str, answer: str) -> bool:
-    """Grade, record, and keep the feedback in the session. Returns False on bad input."""
+def submit(coach) -> None:
+    """The "Get feedback" callback: grade, record, and keep the feedback (or the reason
+    there is none) in the session; it runs before the page is drawn, so the timer, the
+    feedback and any message all reflect this submission. The answer box is left as is.
+    Who and what are read now, not when the button was drawn: a name typed just before
+    the click arrives together with the click."""
+    lang = st.session_state.get("lang", "en")
+    qid = st.session_state.get("qid")
+    org_id, learner = current_learner(coach)
+    answer = st.session_state.get("answer") or ""
+    st.session_state.practice_error = None
     if not answer.strip():
-        st.error(t("answer_empty", lang), icon=":material/edit_note:")
-        return False
+        st.session_state.practice_error = t("answer_empty", lang)
+        return
     start = st.session_state.get("timer_start") if st.session_state.get("timer_on") else None
     elapsed = time.time() - start if start else None
     try:
         report = coach.grade(answer, qid)
         graded_text, _ = clean_text(answer, "answer", coach.settings.max_answer_chars)
     except InputError as exc:
-        st.error(t("answer_invalid", lang, reason=ui.md_escape(str(exc))), icon=":material/edit_note:")
-        return False
+        st.session_state.practice_error = t("answer_invalid", lang, reason=ui.md_escape(str(exc)))
+        return
     data = report.model_dump(mode="json")
     history = st.session_state.setdefault("history", {})
     previous = history.get(qid)
@@ -173,7 +196,6 @@ def submit(coach, lang: str, org_id: int | None, learner: str, qid: str, answer:
             coach.store.record_attempt(org_id, learner, data, answer)
             saved = True
         except StoreUnavailable:
-            st.error(t("store_unavailable", lang))
             saved = False
     history[qid] = data
     st.session_state.feedback = {
@@ -187,7 +209,6 @@ def submit(coach, lang: str, org_id: int | None, learner: str, qid: str, answer:
         "saved": saved,
     }
     st.session_state.timer_start = None
-    return True
 
 
 def practice_page(coach, lang: str, org_id: int | None, learner: str) -> None:
@@ -200,22 +221,27 @@ def practice_page(coach, lang: str, org_id: int | None, learner: str) -> None:
     col_q, col_r = st.columns([4, 1], vertical_alignment="bottom")
     qid = col_q.selectbox(t("question_label", lang), ids, key="qid",
                           format_func=lambda q: ui.question_text(questions[q], lang))
-    col_r.button(t("random_question", lang), icon=":material/casino:", on_click=_random_question, args=(ids,), width="stretch")
+    col_r.button(t("random_question", lang), icon=":material/casino:", on_click=_random_question, args=(ids,),
+                 width="stretch")
     st.markdown(f"### :material/mic: {ui.md_escape(ui.question_text(questions[qid], lang))}")
     timer_panel(lang)
 
     # No st.form: the text is committed as it is typed, so it survives a page switch.
-    answer = st.text_area(t("answer_label", lang), key="answer", height=220,
-                          placeholder=t("answer_placeholder", lang))
-    submitted = st.button(t("submit", lang), type="primary", icon=":material/grading:", key="submit")
+    st.text_area(t("answer_label", lang), key="answer", height=220, placeholder=t("answer_placeholder", lang))
+    st.button(t("submit", lang), type="primary", icon=":material/grading:", key="submit",
+              on_click=submit, args=(coach,))
     if not learner:
         st.caption(t("not_saved_hint", lang))
-    if submitted and not submit(coach, lang, org_id, learner, qid, answer or ""):
+    error = st.session_state.pop("practice_error", None)
+    if error:  # bad input: say why; the text stays in the box, the old feedback is hidden
+        st.error(error, icon=":material/edit_note:")
         return
     fb = st.session_state.get("feedback")
     if fb and fb["qid"] == qid:
         if fb.get("saved"):
             st.caption(":material/cloud_done: " + t("saved", lang))
+        elif fb.get("saved") is False:
+            st.error(t("store_unavailable", lang))
         ui.render_feedback(st, fb, lang, coach.knowledge.articles)
         st.button(t("try_again", lang), icon=":material/replay:", on_click=_try_again, type="primary",
                   key="try_again")
@@ -405,6 +431,10 @@ def progress_page(coach, lang: str, org_id: int | None, learner: str) -> None:
 
 
 # -- the app ----------------------------------------------------------------------------
+def _go_to(nav_key: str) -> None:
+    st.session_state.page = st.session_state[nav_key]
+
+
 # Widget values that must survive a visit to another page (Streamlit forgets the state of
 # widgets that are not drawn in a run): the answer being written, the question, the timer.
 KEEP = ("answer", "qid", "timer_on", "timer_minutes", "lib_article", "learner_raw")
@@ -426,7 +456,7 @@ def main() -> None:
     if "lang" not in st.session_state:
         st.session_state.lang = ui.pick_language(params.get("lang"))
     lang = st.session_state.lang
-    page = st.session_state.get("page", "practice") if not embedded else "practice"
+    page = st.session_state.setdefault("page", "practice") if not embedded else "practice"
     st.set_page_config(page_title="CalmCall Coach", page_icon=":material/support_agent:",
                        layout="wide" if page == "library" else "centered",
                        initial_sidebar_state="collapsed" if embedded else "auto")
@@ -441,10 +471,15 @@ def main() -> None:
         practice_page(coach, lang, binding["org_id"], binding["learner"])
         return
 
+    st.session_state.pop("embed", None)  # a session is bound to a token only while it carries one
     with st.sidebar:
         st.markdown("## :material/support_agent: CalmCall Coach")
         st.selectbox(t("language", lang), ui.UI_LANGS, key="lang", format_func=ui.NATIVE_NAMES.get)
-        st.radio(t("page", lang), ui.PAGES, key="page", format_func=lambda p: f"{ui.PAGE_ICONS[p]} {t('page_' + p, lang)}")
+        # One radio per UI language: its labels change with the language, and a browser
+        # keeps a radio's choice by label, so a shared widget would lose the selection.
+        nav_key = f"nav_{lang}"
+        st.radio(t("page", lang), ui.PAGES, index=ui.PAGES.index(page), key=nav_key, on_change=_go_to, args=(nav_key,),
+                 format_func=lambda p: f"{ui.PAGE_ICONS[p]} {t('page_' + p, lang)}")
         st.text_input(t("learner_label", lang), key="learner_raw",
                       placeholder=t("learner_placeholder", lang), help=t("learner_help", lang))
         try:
@@ -454,7 +489,9 @@ def main() -> None:
             learner = ""
         st.divider()
         st.caption(t("about", lang))
-    org_id = local_org_id(coach, lang) if learner else None
+    org_id = local_org_id(coach) if learner else None
+    if learner and org_id is None:
+        st.sidebar.error(t("store_unavailable", lang))
     if page == "ask":
         ask_page(coach, lang)
     elif page == "library":

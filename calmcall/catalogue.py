@@ -43,6 +43,7 @@ class AntiPattern(BaseModel):
     title: dict[str, str]
     description: dict[str, str]
     passages: list[str] = Field(default_factory=list)
+    opposite_steps: list[str] = Field(default_factory=list)
     examples: dict[str, list[str]] = Field(default_factory=dict)
     cues: dict[str, list[str]] = Field(default_factory=dict)
 

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 DEFAULT_QUESTION = "q01_angry_call"
 CUE_BONUS = 0.015  # a step's own cue word in the unit nudges a borderline match
 ANTI_MARGIN = 0.0  # an anti-pattern must be at least as near as the nearest step
-STEP_MARGIN = 0.012  # a step may trail the unit's nearest item by this much and still count
 PENALTY_PER_ANTI = 20
 CAPS = {"injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35}
 MIN_WORDS = 12
@@ -44,6 +43,7 @@ class Thresholds:
     covered: float
     partly: float
     anti: float
+    margin: float = 0.012  # a step may trail the unit's nearest item by this much and still count
 
 
 def _fit_thresholds(bridge: StepBridge) -> Thresholds:
@@ -75,22 +75,32 @@ class Grader:
         self.retriever = retriever
         self.knowledge = retriever.knowledge
         self.feedback = load_prompt("feedback", settings.prompts_dir)
-        extra = bridge.index.manifest.get("extra") or {}
-        if "thresholds" in extra:
-            self.thresholds = Thresholds(**extra["thresholds"])
-        else:
-            self.thresholds = _fit_thresholds(bridge)
-            bridge.index.set_extra({**extra, "thresholds": self.thresholds.__dict__})
+        self.thresholds = self._load_thresholds(settings, bridge)
         log.info("Grading thresholds: %s", self.thresholds)
-        # Phrasing polarity, so negated statements only meet negated phrasings.
-        ids, metas, _ = bridge.index.all_vectors()
-        texts = bridge.index.docs
-        self._neg = np.array([is_negated(texts[i][0], m["lang"]) for i, m in zip(ids, metas)])
         self._cues = {
             s.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in s.cues.items()}
             for s in catalogue.steps.values()
         }
         self._qvecs, self._qids = self._embed_questions()
+
+    @staticmethod
+    def _load_thresholds(settings: Settings, bridge: StepBridge) -> Thresholds:
+        """Thresholds fitted on the labelled dev split for this embedder
+        (``knowledge/grading_calibration.yaml``, written by ``eval/calibrate_grader.py``);
+        for any other embedder, derived from the catalogue itself."""
+        import yaml
+
+        path = settings.knowledge_dir / "grading_calibration.yaml"
+        if path.exists():
+            fitted = (yaml.safe_load(path.read_text("utf-8")) or {}).get(bridge.embedder.manifest_id)
+            if fitted:
+                return Thresholds(**fitted)
+        extra = bridge.index.manifest.get("extra") or {}
+        if "thresholds" in extra:
+            return Thresholds(**extra["thresholds"])
+        th = _fit_thresholds(bridge)
+        bridge.index.set_extra({**extra, "thresholds": th.__dict__})
+        return th
 
     # -- questions --------------------------------------------------------------
     def _embed_questions(self):
@@ -127,40 +137,49 @@ class Grader:
         return False
 
     def _match(self, answer: str, lang: str):
+        """Credit steps and flag anti-patterns unit by unit (see the module docstring)."""
         us = units(answer, lang)
         if not us:
             return us, {}, {}, {}
+        th = self.thresholds
         vecs = self.embedder.query([u.text for u in us])
         sims = self.bridge.similarities(vecs)
         step_best: dict[str, tuple[float, int, bool]] = {}  # step -> (score, unit, statement)
         negated_steps: dict[str, int] = {}
         anti_best: dict[str, tuple[float, int]] = {}
         statements = {u.sentence: is_statement(u.sentence, lang) for u in us}
+
+        def credit(sid: str, score: float, ui: int) -> None:
+            if score > step_best.get(sid, (-1.0, -1, False))[0]:
+                step_best[sid] = (score, ui, statements[us[ui].sentence])
+
         for ui, u in enumerate(us):
-            neg = is_negated(u.text, lang)
-            same = np.where(self._neg == neg, sims[ui], -1.0)
-            opposite = np.where(self._neg != neg, sims[ui], -1.0)
-            steps = self.bridge.step_scores(same)
+            steps = self.bridge.step_scores(sims[ui])
             for sid in steps:
                 if self._cue_hit(sid, u.text, lang):
                     steps[sid] += CUE_BONUS
-            antis = self.bridge.anti_scores(same)
-            top_step = max(steps.values()) if steps else -1.0
-            top_anti = max(antis.values()) if antis else -1.0
+            antis = self.bridge.anti_scores(sims[ui])
+            top_step = max(steps.values(), default=-1.0)
+            top_anti = max(antis.values(), default=-1.0)
             top_any = max(top_step, top_anti)
-            for sid, score in steps.items():
-                if score < top_any - STEP_MARGIN:
-                    continue
-                if score > step_best.get(sid, (-1.0, -1, False))[0]:
-                    step_best[sid] = (score, ui, statements[u.sentence])
+            if not is_negated(u.text, lang):
+                for sid, score in steps.items():
+                    if score >= top_any - th.margin:
+                        credit(sid, score, ui)
+                for aid, score in antis.items():
+                    if score >= th.anti and score >= top_step + ANTI_MARGIN:
+                        if score > anti_best.get(aid, (-1.0, -1))[0]:
+                            anti_best[aid] = (score, ui)
+                continue
+            # "I would never yell back" shows the step opposite to that anti-pattern;
+            # "I would not apologise" denies a step and earns nothing for it.
             for aid, score in antis.items():
-                if score >= self.thresholds.anti and score >= top_step + ANTI_MARGIN:
-                    if score > anti_best.get(aid, (-1.0, -1))[0]:
-                        anti_best[aid] = (score, ui)
-            if neg:  # "I would not apologise": the positive phrasing is what it denies
-                for sid, score in self.bridge.step_scores(opposite).items():
-                    if score >= self.thresholds.covered and score >= top_any:
-                        negated_steps.setdefault(sid, ui)
+                if score >= top_any - th.margin:
+                    for sid in self.catalogue.anti_patterns[aid].opposite_steps:
+                        credit(sid, score, ui)
+            for sid, score in steps.items():
+                if score >= th.covered and score >= top_any - th.margin:
+                    negated_steps.setdefault(sid, ui)
         return us, step_best, anti_best, negated_steps
 
     def _status(self, entry) -> str:
@@ -212,7 +231,7 @@ class Grader:
         any_statement = any(is_statement(u.sentence, lang) for u in us)
         statuses = {sid: self._status(step_best.get(sid)) for sid in self.catalogue.steps}
         for sid in negated:
-            # a denied step is missing even if another clause brushed against it
+            # a denied step is missing unless another clause clearly does it
             if statuses[sid] != "covered" or step_best[sid][1] == negated[sid]:
                 statuses[sid] = "missing"
         matched_any = any(v != "missing" for v in statuses.values()) or bool(anti_best)

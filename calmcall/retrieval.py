@@ -102,6 +102,8 @@ class Retriever:
         )
         self.queries.ensure_current(progress=progress)
         self.lexical = LexicalIndex(self.knowledge)
+        self.cache = cache
+        self._scope_in, self._scope_out = self._scope_references()
         self.bridge = bridge  # optional: catalogue phrasings -> passages (see catalogue.py)
         self.calibration = self._load_calibration()
 
@@ -127,6 +129,31 @@ class Retriever:
         self.index.set_extra({**extra, "calibration": {k: v.__dict__ for k, v in result.items()}})
         log.info("Calibrated relevance: %s", result)
         return result
+
+    def _scope_references(self) -> tuple[np.ndarray, np.ndarray]:
+        """Reference questions for the nearest-neighbour scope check: what users ask that
+        the articles answer (doc2query, practice questions) versus near-miss and unrelated
+        questions (``knowledge/scope_anchors.yaml``)."""
+        import yaml
+
+        root = self.settings.knowledge_dir
+        cal = yaml.safe_load((root / "calibration.yaml").read_text("utf-8"))
+        anchors_file = root / "scope_anchors.yaml"
+        anchors = yaml.safe_load(anchors_file.read_text("utf-8")) if anchors_file.exists() else {}
+        questions = yaml.safe_load((root / "questions.yaml").read_text("utf-8")).get("questions", [])
+        inside = cal["in_domain"] + [t for q in questions for t in q["text"].values()]
+        outside = cal["out_of_domain"] + list(anchors.get("out_of_domain", []))
+        _, _, doc2query = self.queries.all_vectors()
+        vin = self.embedder.embed_cached(inside, True, self.cache)
+        vout = self.embedder.embed_cached(outside, True, self.cache)
+        if self.cache is not None:
+            self.cache.save()
+        if len(doc2query):
+            vin = np.vstack([vin, doc2query])
+        return vin, vout
+
+    def nearest_is_in_domain(self, vector: np.ndarray) -> bool:
+        return float((self._scope_in @ vector).max()) > float((self._scope_out @ vector).max())
 
     # -- search ---------------------------------------------------------------
     @staticmethod
@@ -170,7 +197,9 @@ class Retriever:
             return max(cal_p.relevance(dense.get(pid, -1.0)), cal_q.relevance(dq.get(pid, -1.0)))
 
         top_rel = max((relevance(pid) for pid in order[:10]), default=0.0)
-        in_scope = top_rel >= 0.5
+        # Two independent checks must agree: a calibrated relevance to some passage, and the
+        # nearest reference question being one the articles answer (not a near miss).
+        in_scope = top_rel >= 0.5 and self.nearest_is_in_domain(vector)
         best_fused = fused[order[0]] if order else 1.0
         hits = []
         for pid in order[:k]:

@@ -114,12 +114,24 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
     return result[:max_units]
 
 
+_FINAL_NEGATION = {"nl", "de"}  # "Ik onderbreek de klant niet", "Ich unterbreche ihn nicht"
+_FIRST_PERSON = {"nl": {"ik", "we", "wij"}, "de": {"ich", "wir"}}
+
+
 def is_negated(text: str, lang: str) -> bool:
-    vocab = NEGATIONS.get(lang, set()) | NEGATIONS["en"] if lang not in NEGATIONS else NEGATIONS[lang]
-    toks = words(text)
-    if lang == "fr":
-        return any(t in vocab for t in toks) or "n'" in text.lower()
-    return any(t in vocab or t.endswith("n't") for t in toks)
+    """Does the speaker deny doing something ("I would not apologise", "Jag avbryter inte",
+    "Nem kérnék bocsánatot")? Only a negation near the start of the clause counts, so a
+    subordinate "... if it didn't" does not flip a whole sentence."""
+    vocab = NEGATIONS.get(lang, NEGATIONS["en"])
+    toks = words(text.split(",")[0])
+    head = toks[:4]
+    if any(t in vocab or t.endswith("n't") for t in head):
+        return True
+    if lang == "fr" and ("n'" in " ".join(head) or "ne" in head):
+        return True
+    if lang in _FINAL_NEGATION and toks and toks[0] in _FIRST_PERSON[lang] and len(toks) <= 9:
+        return any(t in vocab for t in toks)
+    return False
 
 
 def is_statement(text: str, lang: str) -> bool:

@@ -25,7 +25,7 @@ as_owner() {  # run as the cluster owner (postgres when we are root)
 
 if [ "${1:-start}" = stop ]; then
   if [ -n "${CALMCALL_TEST_PGDATA:-}" ] && [ -d "$CALMCALL_TEST_PGDATA" ]; then
-    as_owner "$(find_bin pg_ctl)" -D "$CALMCALL_TEST_PGDATA" -m fast -w stop >&2 || true
+    as_owner "$(find_bin pg_ctl)" -D "$CALMCALL_TEST_PGDATA/data" -m fast -w stop >&2 || true
     rm -rf "$CALMCALL_TEST_PGDATA"
     log "stopped"
   fi

@@ -114,6 +114,17 @@ def test_invalid_keys_are_401(client, header):
     _is_problem(client.get("/v1/questions", headers=header), 401)
 
 
+def test_every_v1_operation_requires_a_key(client):
+    spec = client.get("/openapi.json").json()
+    operations = [(m, p) for p, item in spec["paths"].items() for m in item if p.startswith("/v1/")]
+    assert len(operations) >= 7
+    for method, path in operations:
+        url = path.replace("{learner_id}", "emp-1").replace("{attempt_id}", "1")
+        r = client.request(method.upper(), url, json={"answer": "I listen.", "question": "Hi?", "learner_id": "x"})
+        _is_problem(r, 401)
+        assert all(req for req in spec["paths"][path][method]["security"])
+
+
 def test_wrong_secret_for_a_real_key_id_is_401(client, org_a):
     key_id = org_a.split(".")[0]
     _is_problem(client.get("/v1/questions", headers=_auth(f"{key_id}.{'y' * 43}")), 401)

@@ -95,6 +95,12 @@ def practice(at: AppTest, answer: str, learner: str | None = None) -> AppTest:
     return run(at)
 
 
+def goto(at: AppTest, page: str) -> AppTest:
+    """Pick a page in the sidebar (the next run() shows it)."""
+    at.sidebar.radio[0].set_value(page)
+    return at
+
+
 def score_of(at: AppTest, lang: str = "en") -> int:
     metric = next(m for m in at.metric if m.label == ui_text("score", lang))
     return int(metric.value.split("/")[0])
@@ -182,7 +188,7 @@ def test_try_again_shows_the_change_and_progress_after_two_attempts(app_env, sto
     assert "Now covered:" in text
     assert next(m for m in at.metric if m.label == ui_text("score")).delta == f"{second - first:+d}"
 
-    at.sidebar.radio(key="page").set_value("progress")
+    goto(at, "progress")
     run(at)
     assert at.title[0].value == ui_text("progress_title")
     metrics = {m.label: m.value for m in at.metric}
@@ -200,7 +206,7 @@ def test_try_again_shows_the_change_and_progress_after_two_attempts(app_env, sto
 
 def test_progress_without_a_name_asks_for_one(app_env):
     at = open_app()
-    at.sidebar.radio(key="page").set_value("progress")
+    goto(at, "progress")
     run(at)
     assert ui_text("progress_need_learner") in all_text(at)
 
@@ -248,7 +254,7 @@ def test_a_50kb_paste_with_emoji_and_mixed_scripts_is_graded_and_kept(app_env):
 # -- ask ------------------------------------------------------------------------------------------
 def test_ask_gives_a_cited_answer_and_takes_follow_ups(app_env):
     at = open_app()
-    at.sidebar.radio(key="page").set_value("ask")
+    goto(at, "ask")
     run(at)
     assert at.title[0].value == ui_text("ask_title")
     at.chat_input[0].set_value("What should I do if a caller swears at me?")
@@ -270,7 +276,7 @@ def test_ask_gives_a_cited_answer_and_takes_follow_ups(app_env):
 
 def test_ask_out_of_scope_says_so(app_env):
     at = open_app()
-    at.sidebar.radio(key="page").set_value("ask")
+    goto(at, "ask")
     run(at)
     at.chat_input[0].set_value("What is the capital of France?")
     run(at)
@@ -287,10 +293,15 @@ def test_language_switch_changes_the_ui_strings(app_env):
         run(at)
         assert at.title[0].value == ui_text("practice_title", lang)
         assert at.button(key="submit").label == ui_text("submit", lang)
-        labels = at.sidebar.radio(key="page").options
+        labels = at.sidebar.radio[0].options
         assert any(ui_text("page_ask", lang) in label for label in labels)
     practice(at, "Jag skulle lyssna lugnt på kunden och låta hen prata klart utan att avbryta.")
     assert score_of(at, "nl") > 0
+    goto(at, "library")
+    run(at)
+    at.sidebar.selectbox(key="lang").set_value("en")
+    run(at)  # the page and its menu entry survive the switch
+    assert at.title[0].value == ui_text("library_title", "en") and at.sidebar.radio[0].value == "library"
     at2 = open_app(lang="hu")  # ?lang=hu opens the Hungarian UI
     assert at2.title[0].value == ui_text("practice_title", "hu")
 
@@ -298,7 +309,7 @@ def test_language_switch_changes_the_ui_strings(app_env):
 def test_library_shows_articles_side_by_side_and_the_catalogue(app_env):
     at = open_app()
     at.sidebar.selectbox(key="lang").set_value("it")
-    at.sidebar.radio(key="page").set_value("library")
+    goto(at, "library")
     run(at)
     assert at.title[0].value == ui_text("library_title", "it")
     assert len(at.tabs) == 3

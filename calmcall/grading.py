@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUESTION = "q01_angry_call"
 CUE_BONUS = 0.015  # a step's own cue word in the unit nudges a borderline match
-ANTI_MARGIN = 0.0  # an anti-pattern must be at least as near as the nearest step
+ANTI_MARGIN = 0.005  # an anti-pattern must be nearer than the nearest step
+MIN_ANTI_WORDS = 5
 PENALTY_PER_ANTI = 20
 CAPS = {"injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35}
 MIN_WORDS = 12
@@ -78,10 +79,17 @@ class Grader:
         self.thresholds = self._load_thresholds(settings, bridge)
         log.info("Grading thresholds: %s", self.thresholds)
         self._cues = {
-            s.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in s.cues.items()}
-            for s in catalogue.steps.values()
+            item.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in item.cues.items()}
+            for item in [*catalogue.steps.values(), *catalogue.anti_patterns.values()]
         }
         self._qvecs, self._qids = self._embed_questions()
+        # Phrasings that are themselves negative ("I don't take it personally") let a
+        # negated answer sentence show a step.
+        order = {vid: i for i, vid in enumerate(bridge.ids)}
+        self._neg_phrasing = np.zeros(len(bridge.ids), dtype=bool)
+        for vid, (text, meta) in bridge.index.docs.items():
+            if vid in order:
+                self._neg_phrasing[order[vid]] = is_negated(text, meta["lang"])
 
     @staticmethod
     def _load_thresholds(settings: Settings, bridge: StepBridge) -> Thresholds:
@@ -154,11 +162,15 @@ class Grader:
                 step_best[sid] = (score, ui, statements[us[ui].sentence])
 
         for ui, u in enumerate(us):
-            steps = self.bridge.step_scores(sims[ui])
+            raw_steps = self.bridge.step_scores(sims[ui])
+            steps = dict(raw_steps)
             for sid in steps:
                 if self._cue_hit(sid, u.text, lang):
                     steps[sid] += CUE_BONUS
             antis = self.bridge.anti_scores(sims[ui])
+            for aid in antis:
+                if self._cue_hit(aid, u.text, lang):
+                    antis[aid] += CUE_BONUS
             top_step = max(steps.values(), default=-1.0)
             top_anti = max(antis.values(), default=-1.0)
             top_any = max(top_step, top_anti)
@@ -166,7 +178,10 @@ class Grader:
                 for sid, score in steps.items():
                     if score >= top_any - th.margin:
                         credit(sid, score, ui)
-                for aid, score in antis.items():
+                # only the unit's single nearest item can be an anti-pattern, and only in a
+                # clause long enough to describe an action
+                if antis and len(words(u.text)) >= MIN_ANTI_WORDS:
+                    aid, score = max(antis.items(), key=lambda kv: kv[1])
                     if score >= th.anti and score >= top_step + ANTI_MARGIN:
                         if score > anti_best.get(aid, (-1.0, -1))[0]:
                             anti_best[aid] = (score, ui)
@@ -177,8 +192,13 @@ class Grader:
                 if score >= top_any - th.margin:
                     for sid in self.catalogue.anti_patterns[aid].opposite_steps:
                         credit(sid, score, ui)
+            agreeing = self.bridge.step_scores(np.where(self._neg_phrasing, sims[ui], -1.0))
             for sid, score in steps.items():
-                if score >= th.covered and score >= top_any - th.margin:
+                if score < top_any - th.margin:
+                    continue
+                if agreeing.get(sid, -1.0) >= raw_steps[sid] - th.margin:
+                    credit(sid, score, ui)  # matches a phrasing that is negative too
+                elif score >= th.partly:
                     negated_steps.setdefault(sid, ui)
         return us, step_best, anti_best, negated_steps
 
@@ -232,7 +252,7 @@ class Grader:
         statuses = {sid: self._status(step_best.get(sid)) for sid in self.catalogue.steps}
         for sid in negated:
             # a denied step is missing unless another clause clearly does it
-            if statuses[sid] != "covered" or step_best[sid][1] == negated[sid]:
+            if statuses[sid] != "covered" or us[step_best[sid][1]].index == us[negated[sid]].index:
                 statuses[sid] = "missing"
         matched_any = any(v != "missing" for v in statuses.values()) or bool(anti_best)
         flags["keyword_list"] = bool(us) and not any_statement and matched_any

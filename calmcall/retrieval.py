@@ -201,12 +201,13 @@ class Retriever:
         # nearest reference question being one the articles answer (not a near miss).
         in_scope = top_rel >= 0.5 and self.nearest_is_in_domain(vector)
         best_fused = fused[order[0]] if order else 1.0
+        # The score: the calibrated relevance of the best match (how sure we are that the
+        # articles answer this at all), shared out by each passage's fused rank evidence,
+        # so the order and the score tell one story.
+        scored = [(top_rel * fused[pid] / best_fused, pid) for pid in order[:k]]
         hits = []
-        for pid in order[:k]:
+        for score, pid in scored[:k]:
             p = self.knowledge.get(pid)
-            # calibrated relevance of the passage itself, blended with its fused rank share
-            # so that ordering and score tell one story
-            score = 0.5 * relevance(pid) + 0.5 * top_rel * fused[pid] / best_fused
             hits.append(
                 SearchHit(
                     id=p.id,

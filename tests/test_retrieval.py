@@ -10,7 +10,7 @@ from calmcall.inputs import InputError
     [
         ("Should I put an angry customer on hold?", {"004#p11"}),
         ("Ska jag sätta en arg kund i väntan?", {"004#p11"}),
-        ("Mit tegyek, ha a hívó káromkodik és sértegel?", {"000#p6", "004#p6", "000#p7", "000#p8", "002#p8"}),
+        ("Mikor fejezhetem be a hívást, ha az ügyfél folyamatosan káromkodik?", {"000#p6", "004#p6", "000#p7", "000#p8", "002#p8"}),
         ("Devo passare la chiamata al mio supervisore se il cliente è fuori controllo?", {"000#p7", "002#p7"}),
         ("Hoe ga ik om met een klant die een speciale behandeling eist?", {"003#p3", "003#p4", "003#p5", "003#p12", "003#p13", "003#p14", "003#p1"}),
         ("Sollte ich mich entschuldigen, auch wenn die Firma nichts falsch gemacht hat?", {"001#p26", "001#p27", "001#p28", "001#p29", "004#p10"}),

@@ -196,7 +196,7 @@ class Grader:
             for sid, score in steps.items():
                 if score < top_any - th.margin:
                     continue
-                if agreeing.get(sid, -1.0) >= raw_steps[sid] - th.margin:
+                if raw_steps[sid] >= th.covered and agreeing.get(sid, -1.0) >= raw_steps[sid] - th.margin:
                     credit(sid, score, ui)  # matches a phrasing that is negative too
                 elif score >= th.partly:
                     negated_steps.setdefault(sid, ui)

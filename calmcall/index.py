@@ -301,7 +301,10 @@ class VectorIndex:
         reason = self.staleness()
         if not reason:
             return None
-        log.warning("Index is not current (%s); updating it now.", reason)
+        if reason == "no index yet":
+            log.warning("Building the %s index for the first time (this happens once).", self.name)
+        else:
+            log.warning("Index %s is not current (%s); updating it now.", self.name, reason)
         return self.build(progress=progress)
 
     # -- query ----------------------------------------------------------------

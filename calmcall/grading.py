@@ -188,10 +188,16 @@ class Grader:
                 continue
             # "I would never yell back" shows the step opposite to that anti-pattern;
             # "I would not apologise" denies a step and earns nothing for it.
+            plain_antis = self.bridge.anti_scores(np.where(self._neg_phrasing, -1.0, sims[ui]))
             for aid, score in antis.items():
-                if score >= top_any - th.margin:
+                # only a denial of a plainly stated bad behaviour shows the opposite step
+                # ("I'd never hang up, even if insulted for an hour" is no such denial)
+                if (
+                    score >= max(th.anti, top_any - th.margin)
+                    and plain_antis.get(aid, -1.0) >= score - CUE_BONUS - th.margin
+                ):
                     for sid in self.catalogue.anti_patterns[aid].opposite_steps:
-                        credit(sid, score, ui)
+                        credit(sid, min(score, th.covered - 1e-4), ui)  # a denial earns "partly"
             agreeing = self.bridge.step_scores(np.where(self._neg_phrasing, sims[ui], -1.0))
             for sid, score in steps.items():
                 if score < top_any - th.margin:

@@ -54,7 +54,10 @@ class Answerer:
         searched together with the previous user turn."""
         result = self.retriever.search(question, k=5)
         previous = [h["content"] for h in (history or []) if h.get("role") == "user" and h.get("content")]
-        if previous and (len(question.split()) <= _FOLLOW_UP_WORDS or not result.in_scope):
+        follow_up = len(question.split()) <= _FOLLOW_UP_WORDS or not result.in_scope
+        # a new, unrelated question ("What is the capital of France?") is not a follow-up
+        unrelated = not self.retriever.nearest_is_in_domain(self.retriever.embedder.query([question])[0])
+        if previous and follow_up and not unrelated:
             combined = self.retriever.search(f"{previous[-1]} {question}", k=5)
             if combined.in_scope:
                 return combined, True

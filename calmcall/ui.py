@@ -78,6 +78,11 @@ def lang_name(code: str, lang: str) -> str:
     return (entry.get(lang) or entry["en"]) if entry else code
 
 
+def _cap(label: str) -> str:
+    """First letter up, for a language name used as a label ("svenska" -> "Svenska")."""
+    return label[:1].upper() + label[1:]
+
+
 def pick_language(query_value: str | None, default: str = "en") -> str:
     value = (query_value or "").strip().lower()[:5]
     return value if value in UI_LANGS else default
@@ -101,10 +106,17 @@ def evidence_html(sentence: str, kind: str = "covered") -> str:
 def highlighted_answer_html(answer: str, marks: list[tuple[str, str, str]]) -> str:
     """The learner's answer, escaped, with each ``(sentence, kind, label)`` highlighted
     where the sentence occurs verbatim. Overlapping or missing sentences are skipped."""
-    spans: list[tuple[int, int, str, str]] = []
+    rank = {"anti": 0, "covered": 1, "partly": 2}
+    merged: dict[str, tuple[str, list[str]]] = {}  # one sentence can carry several steps
     for sentence, kind, label in marks:
         if not sentence:
             continue
+        old_kind, labels = merged.get(sentence, (kind, []))
+        best = min(old_kind, kind, key=lambda k: rank.get(k, 3))
+        merged[sentence] = (best, labels + [label] if label not in labels else labels)
+    spans: list[tuple[int, int, str, str]] = []
+    for sentence, (kind, labels) in merged.items():
+        label = " · ".join(labels)
         start = answer.find(sentence)
         while start != -1 and any(s < start + len(sentence) and start < e for s, e, _, _ in spans):
             start = answer.find(sentence, start + 1)
@@ -229,25 +241,26 @@ def csv_filename(learner: str) -> str:
 
 # -- rendering (Streamlit) ------------------------------------------------------------------
 def render_citation(st, c: dict, lang: str, articles: dict | None = None) -> None:
-    """One quoted passage: the original, then English and the reader's language."""
+    """One quoted passage (one element): the original, then English and the reader's language."""
     article = (articles or {}).get(c["article"])
     source = f"{c['passage']}"
     if article is not None:
         source += f" · {article.title}"
-    st.markdown(f"**{md_escape(source)}** · {lang_name(c['language'], lang)}")
-    st.markdown("> " + md_escape(c["quote"]))
+    parts = [f"**{md_escape(source)}** · {lang_name(c['language'], lang)}", "> " + md_escape(c["quote"])]
     if c["language"] != "en" and c.get("quote_en"):
-        st.markdown(f"*{lang_name('en', lang)}:* " + md_escape(c["quote_en"]))
+        parts.append(f"*{_cap(lang_name('en', lang))}:* " + md_escape(c["quote_en"]))
     if c.get("translation"):
-        st.markdown(f"*{t('translation', lang)}:* " + md_escape(c["translation"]))
+        parts.append(f"*{t('translation', lang)}:* " + md_escape(c["translation"]))
+    st.markdown("\n\n".join(parts))
 
 
 def render_conflict(st, note: dict, lang: str, articles: dict | None = None) -> None:
     with st.container(border=True):
-        st.markdown(f":orange[:material/balance:] **{t('conflict', lang)}:** {md_escape(note['topic'])}")
+        lines = [f":orange[:material/balance:] **{t('conflict', lang)}:** {md_escape(note['topic'])}"]
         for n, side in enumerate(note.get("sides", []), start=1):
             ids = ", ".join(p["passage"] for p in side.get("passages", []))
-            st.markdown(f"{n}\\. {md_escape(side['position'])} — *{md_escape(ids)}*")
+            lines.append(f"{n}\\. {md_escape(side['position'])} — *{md_escape(ids)}*")
+        st.markdown("\n\n".join(lines))
         with st.expander(t("show_quotes", lang)):
             for side in note.get("sides", []):
                 for p in side.get("passages", []):

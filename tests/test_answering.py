@@ -68,6 +68,12 @@ def test_follow_up_uses_earlier_turns(coach):
     assert {"end_call_policy", "transfer", "intent_limits"} & set(r.steps)
 
 
+def test_unrelated_question_after_a_good_one_is_still_refused(coach):
+    history = [{"role": "user", "content": "What if the caller swears at me?"}]
+    r = coach.ask("What is the capital of France?", history=history)
+    assert not r.in_scope and not r.citations
+
+
 def _answerer_with(coach, llm):
     a = Answerer(coach.settings, coach.retriever, coach.catalogue, coach.bridge)
     a._llm, a._llm_loaded = llm, True

@@ -120,6 +120,8 @@ def cmd_index(args) -> int:
                     key = cache.key(model, index.docs[vid][0], index.side == "query")
                     cache.put(key, vec)
                     keep.add(key)
+        inside, outside = coach.retriever.scope_texts()
+        keep |= {cache.key(model, t, True) for t in inside + outside}
         path = coach.vector_cache.save(settings.knowledge_dir / "vectors", keep=keep)
         print(f"vector cache written to {path} ({len(keep)} vectors)")
     return 0

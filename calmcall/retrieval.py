@@ -130,9 +130,9 @@ class Retriever:
         log.info("Calibrated relevance: %s", result)
         return result
 
-    def _scope_references(self) -> tuple[np.ndarray, np.ndarray]:
+    def scope_texts(self) -> tuple[list[str], list[str]]:
         """Reference questions for the nearest-neighbour scope check: what users ask that
-        the articles answer (doc2query, practice questions) versus near-miss and unrelated
+        the articles answer (plus the doc2query vectors), versus near-miss and unrelated
         questions (``knowledge/scope_anchors.yaml``)."""
         import yaml
 
@@ -143,6 +143,10 @@ class Retriever:
         questions = yaml.safe_load((root / "questions.yaml").read_text("utf-8")).get("questions", [])
         inside = cal["in_domain"] + [t for q in questions for t in q["text"].values()]
         outside = cal["out_of_domain"] + list(anchors.get("out_of_domain", []))
+        return inside, outside
+
+    def _scope_references(self) -> tuple[np.ndarray, np.ndarray]:
+        inside, outside = self.scope_texts()
         _, _, doc2query = self.queries.all_vectors()
         vin = self.embedder.embed_cached(inside, True, self.cache)
         vout = self.embedder.embed_cached(outside, True, self.cache)

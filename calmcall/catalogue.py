@@ -22,7 +22,14 @@ from .knowledge import Knowledge, KnowledgeError
 CATEGORIES = ("core", "abusive_caller", "after_call", "interview_delivery")
 
 
-class Step(BaseModel):
+class _Localized(BaseModel):
+    def t(self, field: str, lang: str) -> str:
+        """A per-language field in ``lang``, falling back to English."""
+        values = getattr(self, field)
+        return values.get(lang) or values.get("en", "")
+
+
+class Step(_Localized):
     id: str
     category: str
     title: dict[str, str]
@@ -33,12 +40,8 @@ class Step(BaseModel):
     examples: dict[str, list[str]] = Field(default_factory=dict)
     cues: dict[str, list[str]] = Field(default_factory=dict)
 
-    def t(self, field: str, lang: str) -> str:
-        values = getattr(self, field)
-        return values.get(lang) or values.get("en", "")
 
-
-class AntiPattern(BaseModel):
+class AntiPattern(_Localized):
     id: str
     title: dict[str, str]
     description: dict[str, str]
@@ -46,10 +49,6 @@ class AntiPattern(BaseModel):
     opposite_steps: list[str] = Field(default_factory=list)
     examples: dict[str, list[str]] = Field(default_factory=dict)
     cues: dict[str, list[str]] = Field(default_factory=dict)
-
-    def t(self, field: str, lang: str) -> str:
-        values = getattr(self, field)
-        return values.get(lang) or values.get("en", "")
 
 
 class ConflictSide(BaseModel):

@@ -56,7 +56,7 @@ class Answerer:
         previous = [h["content"] for h in (history or []) if h.get("role") == "user" and h.get("content")]
         follow_up = len(question.split()) <= _FOLLOW_UP_WORDS or not result.in_scope
         # a new, unrelated question ("What is the capital of France?") is not a follow-up
-        unrelated = not self.retriever.nearest_is_in_domain(self.retriever.embedder.query([question])[0])
+        unrelated = not self.retriever.nearest_is_in_domain(self.retriever.vector(question))
         if previous and follow_up and not unrelated:
             combined = self.retriever.search(f"{previous[-1]} {question}", k=5)
             if combined.in_scope:
@@ -98,7 +98,7 @@ class Answerer:
         best = result.passages[0].score if result.passages else 0.0
         retrieved = [h.id for h in result.passages if h.score >= CITE_SHARE * best]
         query_text = question if not used_history else result.question
-        vector = self.retriever.embedder.query([query_text])[0]
+        vector = self.retriever.vector(query_text)
         steps = self._steps(vector, retrieved)
         conflicts = self._conflicts(steps, query_text, alang, retrieved)
         offline = self._compose(steps, retrieved, conflicts, alang)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -156,6 +157,17 @@ class Retriever:
             vin = np.vstack([vin, doc2query])
         return vin, vout
 
+    def vector(self, text: str) -> np.ndarray:
+        """Query-side vector of ``text``; recent ones are reused (ask embeds the same
+        question for search, steps and the follow-up check)."""
+        return self._vector(text)
+
+    @lru_cache(maxsize=512)  # noqa: B019 - one Retriever per process, bounded cache
+    def _vector(self, text: str) -> np.ndarray:
+        v = self.embedder.query([text])[0]
+        v.setflags(write=False)
+        return v
+
     def nearest_is_in_domain(self, vector: np.ndarray) -> bool:
         return float((self._scope_in @ vector).max()) > float((self._scope_out @ vector).max())
 
@@ -182,7 +194,7 @@ class Retriever:
     def search(self, question: str, k: int = 5, language: str | None = None) -> SearchResult:
         question, _ = clean_text(question, "question", self.settings.max_question_chars)
         lang = language or detect(question)
-        vector = self.embedder.query([question])[0]
+        vector = self.vector(question)
         dense = self.dense(vector)
         dq = self.dense_queries(vector)
         lexical = self.lexical.search(question, lang)

@@ -13,22 +13,15 @@ to the token's learner and organisation. ``?lang=sv`` picks the starting UI lang
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 
-# The embedder's OpenMP threads spin while they wait; on a small server shared with other
-# work (the browser, Tornado, other workers) that makes one grade ~10x slower (measured:
-# 1.7 s instead of 0.15 s with one busy core of two). Passive waiting must be chosen before
-# the model's library loads; an operator's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import streamlit as st
 
-import streamlit as st  # noqa: E402
-
-from calmcall import ui  # noqa: E402
-from calmcall.config import get_settings  # noqa: E402
-from calmcall.inputs import InputError, clean_text  # noqa: E402
-from calmcall.storage import LOCAL_ORG, StoreUnavailable  # noqa: E402
+from calmcall import ui
+from calmcall.config import get_settings
+from calmcall.inputs import InputError, clean_text
+from calmcall.storage import LOCAL_ORG, StoreUnavailable
 
 log = logging.getLogger("calmcall.app")
 t = ui.t

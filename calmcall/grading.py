@@ -16,6 +16,7 @@ How an answer is read:
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from .text import injection_spans, is_negated, is_statement, units, words
 log = logging.getLogger(__name__)
 
 DEFAULT_QUESTION = "q01_angry_call"
+_QUESTION_ID = re.compile(r"^q\d{2}_[a-z0-9_]+$")
 CUE_BONUS = 0.015  # a step's own cue word in the unit nudges a borderline match
 ANTI_MARGIN = 0.005  # an anti-pattern must be nearer than the nearest step
 MIN_ANTI_WORDS = 5
@@ -128,6 +130,8 @@ class Grader:
         if question in self.catalogue.questions:
             q = self.catalogue.questions[question]
             return q, q.text["en"], warnings
+        if _QUESTION_ID.match(question):  # looks like an id: a typo, not free text
+            self.catalogue.question(question)  # raises KeyError with a clear message
         text, w = clean_text(question, "question", self.settings.max_question_chars)
         warnings += w
         sims = self._qvecs @ self.embedder.query([text])[0]

@@ -56,3 +56,51 @@ def test_index_is_idempotent(coach, settings):
     r = run_cli("index", env=_env(settings))
     assert r.returncode == 0, r.stderr.decode()
     assert b"0 added, 0 updated, 0 deleted" in r.stdout
+
+
+def test_grade_json_contract(coach, settings):
+    r = run_cli("grade", "--question", "q01_angry_call", "--json",
+                input=b"I listen to the whole story and stay calm, then I apologise.", env=_env(settings))
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout)
+    assert {"score", "covered", "missing", "anti_patterns", "tips", "model_answer", "language"} <= set(out)
+    assert {"step", "evidence", "passages"} <= set(out["covered"][0])
+
+
+def test_grade_empty_answer_exit_code_2(settings):
+    r = run_cli("grade", "--question", "q01_angry_call", input=b"   \n", env=_env(settings))
+    assert r.returncode == 2 and b"empty" in r.stderr
+
+
+def test_grade_unknown_question_id_exit_code_2(coach, settings):
+    r = run_cli("grade", "--question", "q99_nope", input=b"I stay calm and listen.", env=_env(settings))
+    assert r.returncode == 2 and b"unknown question id" in r.stderr
+
+
+def test_grade_batch_keeps_ids(coach, settings, tmp_path):
+    f = tmp_path / "a.jsonl"
+    f.write_text(json.dumps({"id": "x1", "question": "q02_swearing", "answer": "I stay calm and explain our policy."}) + "\n"
+                 + json.dumps({"id": "x2", "answer": ""}) + "\n")
+    r = run_cli("grade", "--batch", str(f), env=_env(settings))
+    lines = [json.loads(x) for x in r.stdout.decode().splitlines()]
+    assert [x["id"] for x in lines] == ["x1", "x2"]
+    assert "score" in lines[0] and "error" in lines[1]
+
+
+def test_ask_json_contract(coach, settings):
+    r = run_cli("ask", "Ska jag sätta en arg kund i väntan?", "--json", env=_env(settings))
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout)
+    assert {"question", "language", "in_scope", "answer", "citations", "steps", "conflicts"} <= set(out)
+    assert out["language"] == "sv" and out["citations"]
+    assert {"passage", "article", "language", "quote", "quote_en"} <= set(out["citations"][0])
+
+
+def test_undecodable_argv_is_a_clear_error(settings):
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "calmcall", "search", b"\xff\xfe caller"], capture_output=True,
+                       env={**os.environ, **_env(settings)}, cwd=str(__import__("conftest").REPO), timeout=120)
+    assert r.returncode == 2 and b"not valid UTF-8" in r.stderr

@@ -17,7 +17,6 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -329,6 +328,3 @@ class VectorIndex:
         data = self._collection.get(include=["metadatas", "embeddings"])
         return data["ids"], data["metadatas"], np.asarray(data["embeddings"], dtype=np.float32)
 
-
-def chroma_path(settings: Settings) -> Path:
-    return settings.resolved_chroma_path

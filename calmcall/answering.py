@@ -19,7 +19,7 @@ from .language import CORE, detect
 from .llm import load_chat_model
 from .models import AskResult, ConflictNote
 from .prompts import load_prompt, localized
-from .text import words
+from .text import mentions
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,10 @@ class Answerer:
         return "\n".join(lines), cited, "offline"
 
     def _conflicts(self, steps, text, lang, retrieved) -> list[ConflictNote]:
-        low = " " + " ".join(words(text)) + " "
         notes = []
         for c in self.catalogue.conflicts.values():
             hit = any(s in c.steps for s in steps[:2])
-            hit |= any(f" {cue.lower()}" in low for cues in c.cues.values() for cue in cues if len(cue) >= 3)
+            hit |= mentions(text, [cue for cues in c.cues.values() for cue in cues if len(cue) >= 3])
             hit &= any(set(side.passages) & set(retrieved) for side in c.sides) or any(s in c.steps for s in steps[:2])
             if hit:
                 notes.append(conflict_note(c, self.knowledge, lang))

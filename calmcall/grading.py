@@ -27,7 +27,7 @@ from .inputs import clean_text
 from .language import CORE, detect
 from .models import AntiPatternHit, Citation, ConflictNote, GradeReport, StepHit, StepVerdict
 from .prompts import load_prompt, localized
-from .text import injection_spans, is_negated, is_statement, units, words
+from .text import injection_spans, is_negated, is_statement, mentions, units, words
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +141,9 @@ class Grader:
         return q, text, warnings
 
     # -- matching ---------------------------------------------------------------
-    def _cue_hit(self, step_id: str, text: str, lang: str) -> bool:
-        low = " " + " ".join(words(text)) + " "
-        for cue in self._cues.get(step_id, {}).get(lang, []) + self._cues.get(step_id, {}).get("en", []):
-            if f" {cue}" in low:
-                return True
-        return False
+    def _cue_hit(self, item_id: str, text: str, lang: str) -> bool:
+        cues = self._cues.get(item_id, {})
+        return mentions(text, cues.get(lang, []) + cues.get("en", []))
 
     def _match(self, answer: str, lang: str):
         """Credit steps and flag anti-patterns unit by unit (see the module docstring)."""
@@ -336,13 +333,12 @@ class Grader:
         return int(round(max(0.0, min(100.0, raw))))
 
     def _conflicts(self, q, statuses, anti_best, text, lang) -> list[ConflictNote]:
-        low = " " + " ".join(words(text)) + " "
         notes = []
         for c in self.catalogue.conflicts.values():
             touched = c.id in q.conflicts
             touched |= any(statuses.get(s) in ("covered", "partly") for s in c.steps)
             touched |= any(a in anti_best for a in c.anti_patterns)
-            touched |= any(f" {cue.lower()}" in low for cues in c.cues.values() for cue in cues if len(cue) >= 3)
+            touched |= mentions(text, [cue for cues in c.cues.values() for cue in cues if len(cue) >= 3])
             if touched:
                 notes.append(conflict_note(c, self.knowledge, lang))
         return notes

@@ -134,6 +134,12 @@ def is_negated(text: str, lang: str) -> bool:
     return False
 
 
+def mentions(text: str, cues) -> bool:
+    """Does ``text`` contain any cue (a word or phrase, matched at a word start)?"""
+    low = " " + " ".join(words(text)) + " "
+    return any(f" {cue.lower()}" in low for cue in cues)
+
+
 def is_statement(text: str, lang: str) -> bool:
     """True for an action described in words ("I let them finish"), False for a bare
     keyword or list of keywords ("listen calm empathy")."""

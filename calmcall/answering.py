@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS = 4
 TOP_PASSAGES = 3
-CITE_SHARE = 0.75  # cite passages whose score is at least this share of the best one
+CITE_SHARE = 0.8  # cite passages whose score is at least this share of the best one
+QUOTE_SHARE = 0.9  # quote a passage no chosen step summarises only when it is this close
+OVERVIEW_STEPS = 3  # steps an overview passage stands for
 CITE = re.compile(r"\[(\d{3}#p\d+)\]")
 LANG_NAMES = {"en": "English", "sv": "Swedish", "hu": "Hungarian", "it": "Italian", "nl": "Dutch"}
 _FOLLOW_UP_WORDS = 7
@@ -63,16 +65,31 @@ class Answerer:
                 return combined, True
         return result, False
 
-    def _steps(self, vector, passage_ids: list[str]) -> list[str]:
-        """Steps taught by the best retrieved passages, nearest step first."""
+    def _steps(self, vector, passage_ids: list[str]) -> tuple[list[str], list[str]]:
+        """Steps taught by the best retrieved passages, nearest step first, and the passages
+        the answer may cite for them. An overview passage ("Here are some tips…") stands for
+        the steps its article teaches, ranked by closeness to the question."""
         rank = {sid: i for i, (sid, _) in enumerate(self.bridge.ranked_steps(vector))}
         chosen: list[str] = []
-        for pid in passage_ids[:TOP_PASSAGES]:
+        grounds = list(passage_ids)
+        for pos, pid in enumerate(passage_ids[:TOP_PASSAGES]):
+            if self.knowledge.is_overview(pid):
+                if pos:  # only an overview that is the best match speaks for its article
+                    continue
+                article = pid.split("#")[0]
+                teaching = [sid for sid, st in self.catalogue.steps.items()
+                            if any(p.startswith(article + "#") for p in st.passages)]
+                picked = [sid for sid in sorted(teaching, key=lambda x: rank.get(x, 99)) if sid not in chosen]
+                for sid in picked[:OVERVIEW_STEPS]:
+                    chosen.append(sid)
+                    grounds += [p for p in self.catalogue.steps[sid].passages
+                                if p.startswith(article + "#") and p not in grounds]
+                continue
             teaching = [sid for sid, st in self.catalogue.steps.items() if pid in st.passages]
             for sid in sorted(teaching, key=lambda x: rank.get(x, 99))[:1]:
                 if sid not in chosen:
                     chosen.append(sid)
-        return chosen[:MAX_STEPS]
+        return chosen[:MAX_STEPS], grounds
 
     def ask(self, question: str, history: list[dict] | None = None) -> AskResult:
         question, warnings = clean_text(question, "question", self.settings.max_question_chars)
@@ -97,14 +114,16 @@ class Answerer:
         # cite only passages whose evidence is close to the best one: precision over breadth
         best = result.passages[0].score if result.passages else 0.0
         retrieved = [h.id for h in result.passages if h.score >= CITE_SHARE * best]
+        quotable = [h.id for h in result.passages[:TOP_PASSAGES]
+                    if h.score >= QUOTE_SHARE * best and not self.knowledge.is_overview(h.id)]
         query_text = question if not used_history else result.question
         vector = self.retriever.vector(query_text)
-        steps = self._steps(vector, retrieved)
-        conflicts = self._conflicts(steps, query_text, alang, retrieved)
-        offline = self._compose(steps, retrieved, conflicts, alang)
+        steps, grounds = self._steps(vector, retrieved)
+        conflicts = self._conflicts(query_text, alang, grounds)
+        offline = self._compose(steps, grounds, quotable, conflicts, alang)
         answer, cited, backend = offline
         if self.llm is not None:
-            llm_answer = self._ask_llm(question, history, retrieved, alang)
+            llm_answer = self._ask_llm(question, history, grounds, alang)
             if llm_answer is not None:
                 answer, cited, backend = llm_answer
         return AskResult(
@@ -120,20 +139,20 @@ class Answerer:
         )
 
     # -- offline composition -------------------------------------------------------
-    def _compose(self, steps, retrieved, conflicts, lang):
+    def _compose(self, steps, grounds, quotable, conflicts, lang):
         """Every line carries the ids of the retrieved passages it rests on."""
         lines = [localized(self.phrases, "intro", lang)]
         cited: list[str] = []
         n = 0
         for sid in steps:
             step = self.catalogue.steps[sid]
-            ids = [p for p in step.passages if p in retrieved]
+            ids = [p for p in step.passages if p in grounds]
             if not ids:
                 continue
             n += 1
             cited += [p for p in ids if p not in cited]
             lines.append(f"{n}. {step.t('title', lang)}: {step.t('description', lang)} " + " ".join(f"[{p}]" for p in ids))
-        for pid in retrieved[:TOP_PASSAGES]:
+        for pid in quotable:
             if pid in cited:
                 continue
             # a passage no step summarises: quote it, in the asker's language
@@ -148,13 +167,15 @@ class Answerer:
                 lines.append(f"- {side['position']} " + " ".join(f"[{p}]" for p in ids))
         return "\n".join(lines), cited, "offline"
 
-    def _conflicts(self, steps, text, lang, retrieved) -> list[ConflictNote]:
+    def _conflicts(self, text, lang, grounds) -> list[ConflictNote]:
+        """A conflict is presented when the question names its topic ("hold", "apologise"),
+        or when the answer rests on both of its sides; not merely because a step it
+        concerns came up."""
         notes = []
         for c in self.catalogue.conflicts.values():
-            hit = any(s in c.steps for s in steps[:2])
-            hit |= mentions(text, [cue for cues in c.cues.values() for cue in cues if len(cue) >= 3])
-            hit &= any(set(side.passages) & set(retrieved) for side in c.sides) or any(s in c.steps for s in steps[:2])
-            if hit:
+            asked = mentions(text, [cue for cues in c.cues.values() for cue in cues if len(cue) >= 3])
+            both = all(set(side.passages) & set(grounds) for side in c.sides)
+            if asked or both:
                 notes.append(conflict_note(c, self.knowledge, lang))
         return notes
 

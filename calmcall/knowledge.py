@@ -130,6 +130,12 @@ class Knowledge:
             translation=p.text_in(lang) if lang not in (p.language, "en") else "",
         )
 
+    def is_overview(self, pid: str) -> bool:
+        """An introduction to the article's own steps ("Here are some tips…"): no advice
+        of its own, so answers present the steps the article teaches instead of quoting it."""
+        article = self.articles.get(pid.split("#")[0])
+        return article is not None and pid in article.overview
+
     def get(self, pid: str) -> Passage:
         try:
             return self.passages[pid]

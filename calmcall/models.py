@@ -18,6 +18,7 @@ class Article(BaseModel):
     meta: list[str] = Field(default_factory=list)
     headings: list[str] = Field(default_factory=list)
     title_line: bool = False
+    overview: list[str] = Field(default_factory=list)  # passages introducing its steps
 
 
 class Passage(BaseModel):

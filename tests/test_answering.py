@@ -54,6 +54,24 @@ def test_hold_question_surfaces_the_conflict(coach):
     assert any("004#p11" in s for s in sides) and len(sides) == 2
 
 
+def test_an_overview_passage_stands_for_its_articles_steps(coach):
+    """"How would you handle an angry call?" matches 004's introduction best; the answer
+    presents the steps 004 teaches (cited to 004's step passages), not the introduction."""
+    r = coach.ask("How would you handle an angry call from a customer?")
+    cited = {c.passage for c in r.citations}
+    assert len(r.steps) >= 2
+    assert not cited & {"004#p1", "004#p2", "004#p3"}
+    taught = {p for sid in r.steps for p in coach.catalogue.steps[sid].passages}
+    assert cited and cited <= taught
+    assert any(p.startswith("004#") for p in cited)
+
+
+def test_a_step_alone_does_not_raise_a_conflict(coach):
+    """Listening came up, but the question is not about how long to let them vent."""
+    r = coach.ask("How would you handle an angry call from a customer?")
+    assert not r.conflicts
+
+
 def test_out_of_scope_is_refused_plainly(coach):
     r = coach.ask("What is the capital of France?")
     assert not r.in_scope and not r.citations

@@ -77,3 +77,16 @@ def test_translation_for_unknown_passage_is_an_error(tmp_path):
     (root / "translations" / "en" / "999.yaml").write_text('passages:\n  "999#p1": {text: "x"}\n')
     with pytest.raises(KnowledgeError, match="unknown passage"):
         load_knowledge(root)
+
+
+def test_overview_passages_exist_and_teach_no_step(knowledge):
+    from calmcall.catalogue import load_catalogue
+
+    catalogue = load_catalogue(knowledge.root, knowledge)
+    taught = {p for s in catalogue.steps.values() for p in s.passages}
+    for article in knowledge.articles.values():
+        for pid in article.overview:
+            assert knowledge.get(pid).article == article.id
+            assert pid not in taught, pid
+            assert knowledge.is_overview(pid)
+    assert not knowledge.is_overview("004#p4")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +41,8 @@ MIN_ANTI_WORDS = 5
 PENALTY_PER_ANTI = 20
 CAPS = {"injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35}
 MIN_WORDS = 12
+DERIVE_SENTENCES = True  # see Grader._embed_units
+UNIT_CACHE_SIZE = 4096  # recent answer sentences/clauses whose vectors are kept
 
 
 @dataclass
@@ -79,6 +83,8 @@ class Grader:
         self.knowledge = retriever.knowledge
         self.feedback = load_prompt("feedback", settings.prompts_dir)
         self.thresholds = self._load_thresholds(settings, bridge)
+        self._vec_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         log.info("Grading thresholds: %s", self.thresholds)
         self._cues = {
             item.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in item.cues.items()}
@@ -145,13 +151,60 @@ class Grader:
         cues = self._cues.get(item_id, {})
         return mentions(text, cues.get(lang, []) + cues.get("en", []))
 
+    def _unit_vectors(self, texts: list[str]) -> np.ndarray:
+        """Query vectors, remembered for recent texts: a learner's second attempt mostly
+        repeats the first one's sentences, so only what changed is embedded again."""
+        out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
+        with self._cache_lock:
+            todo = [i for i, t in enumerate(texts) if t not in self._vec_cache]
+            for i, t in enumerate(texts):
+                if t in self._vec_cache:
+                    out[i] = self._vec_cache[t]
+                    self._vec_cache.move_to_end(t)
+        if todo:
+            fresh = self.embedder.query([texts[i] for i in todo])
+            with self._cache_lock:
+                for j, i in enumerate(todo):
+                    out[i] = fresh[j]
+                    self._vec_cache[texts[i]] = fresh[j]
+                while len(self._vec_cache) > UNIT_CACHE_SIZE:
+                    self._vec_cache.popitem(last=False)
+        return out
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._vec_cache.clear()
+
+    def _embed_units(self, us) -> np.ndarray:
+        """Embed each clause once; a sentence split into clauses gets the length-weighted
+        mean of its clauses' vectors instead of a second pass over the same tokens. e5
+        mean-pools its token states, so the mean approximates the sentence's own vector,
+        and the encoder (~1 ms per token on 2 cores) is nearly all of grading's cost."""
+        if not DERIVE_SENTENCES:
+            return self._unit_vectors([u.text for u in us])
+        parts: dict[int, list[int]] = {}
+        for i, u in enumerate(us):
+            if u.text != u.sentence:
+                parts.setdefault(u.index, []).append(i)
+        direct = [i for i, u in enumerate(us) if u.text != u.sentence or u.index not in parts]
+        vecs = np.zeros((len(us), self.embedder.dim), dtype=np.float32)
+        if direct:
+            vecs[direct] = self._unit_vectors([us[i].text for i in direct])
+        for i, u in enumerate(us):
+            if u.text == u.sentence and u.index in parts:
+                idx = parts[u.index]
+                weights = np.array([len(us[k].text.split()) + 2 for k in idx], dtype=np.float32)
+                v = weights @ vecs[idx]
+                vecs[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return vecs
+
     def _match(self, answer: str, lang: str):
         """Credit steps and flag anti-patterns unit by unit (see the module docstring)."""
         us = units(answer, lang)
         if not us:
             return us, {}, {}, {}
         th = self.thresholds
-        vecs = self.embedder.query([u.text for u in us])
+        vecs = self._embed_units(us)
         sims = self.bridge.similarities(vecs)
         step_best: dict[str, tuple[float, int, bool]] = {}  # step -> (score, unit, statement)
         negated_steps: dict[str, int] = {}

@@ -183,3 +183,33 @@ def test_one_megabyte_answer_is_bounded(coach):
 
 def test_deterministic(coach):
     assert coach.grade(EXCELLENT, "q01_angry_call").model_dump() == coach.grade(EXCELLENT, "q01_angry_call").model_dump()
+
+
+def test_a_second_attempt_embeds_only_its_new_sentences(coach, monkeypatch):
+    g = coach.grader
+    g.clear_cache()
+    answer = ("I would let the caller finish without interrupting. "
+              "Then I would apologise for the trouble and offer two options.")
+    first = g.grade(answer, "q01_angry_call")
+    seen: list[str] = []
+    real = g.embedder.query
+    monkeypatch.setattr(g.embedder, "query", lambda texts: (seen.extend(texts), real(texts))[1])
+    extra = "Afterwards I would write down what happened in the ticket."
+    second = g.grade(answer + " " + extra, "q01_angry_call")
+    assert seen and all(t in extra for t in seen), seen
+    covered = lambda r: {v.step for v in r.steps if v.status != "missing"}  # noqa: E731
+    assert covered(first) <= covered(second)
+    again = g.grade(answer, "q01_angry_call")
+    assert again.model_dump() == first.model_dump()
+
+
+def test_a_sentence_vector_from_its_clauses_is_close_to_its_own(coach):
+    from calmcall.text import units
+
+    g = coach.grader
+    g.clear_cache()
+    us = units("I would listen to the whole story, then I would apologise and offer two options.", "en")
+    assert len(us) > 2
+    derived = g._embed_units(us)[0]
+    direct = coach.embedder.query([us[0].text])[0]
+    assert float(derived @ direct) > 0.93

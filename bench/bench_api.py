@@ -48,9 +48,10 @@ def answers() -> list[tuple[str, str]]:
     return [(r["question"], r["answer"]) for r in rows]
 
 
-def start_server(workers: int, database_url: str, timeout: float = 600):
+def start_server(workers: int, database_url: str, timeout: float = 600, grade_cache: int = 0):
     port = free_port()
     env = {**os.environ, "CALMCALL_DATABASE_URL": database_url, "CALMCALL_RATE_LIMIT_PER_MINUTE": "0",
+           "CALMCALL_GRADE_CACHE_SIZE": str(grade_cache),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = Path(tempfile.mkstemp(prefix="calmcall-bench-api-", suffix=".log")[1])
     out = log.open("wb")
@@ -144,6 +145,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers for the server we start")
     parser.add_argument("--database-url", default="", help="default: a temp SQLite file")
     parser.add_argument("--no-record", action="store_true", help="grade only (no learner_id, nothing stored)")
+    parser.add_argument("--grade-cache", type=int, default=0,
+                        help="CALMCALL_GRADE_CACHE_SIZE for the server we start; 0 (default) embeds "
+                             "every answer afresh, as if no two were alike")
     parser.add_argument("--url", help="bench this running server instead of starting one")
     parser.add_argument("--key", help="API key for --url")
     parser.add_argument("--json", action="store_true")
@@ -169,8 +173,9 @@ def main() -> int:
         from calmcall.storage import AttemptStore
 
         _, key = AttemptStore(db).create_key(f"bench-{uuid.uuid4().hex[:6]}")
-        proc, base, startup = start_server(args.workers, db)
+        proc, base, startup = start_server(args.workers, db, grade_cache=args.grade_cache)
         results["workers"] = args.workers
+        results["grade_cache"] = args.grade_cache
         results["server_start_s"] = round(startup, 1)
     try:
         run_load(base, key, min(3.0, args.seconds), args.concurrency, not args.no_record)  # warm-up

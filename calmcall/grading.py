@@ -42,7 +42,6 @@ PENALTY_PER_ANTI = 20
 CAPS = {"injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35}
 MIN_WORDS = 12
 DERIVE_SENTENCES = True  # see Grader._embed_units
-UNIT_CACHE_SIZE = 4096  # recent answer sentences/clauses whose vectors are kept
 
 
 @dataclass
@@ -167,7 +166,7 @@ class Grader:
                 for j, i in enumerate(todo):
                     out[i] = fresh[j]
                     self._vec_cache[texts[i]] = fresh[j]
-                while len(self._vec_cache) > UNIT_CACHE_SIZE:
+                while len(self._vec_cache) > self.settings.grade_cache_size:
                     self._vec_cache.popitem(last=False)
         return out
 

@@ -54,13 +54,13 @@ class Answerer:
     def _retrieve(self, question: str, history: list[dict] | None):
         """Search with the question; a short follow-up ("and if they keep swearing?") is
         searched together with the previous user turn."""
-        result = self.retriever.search(question, k=5)
+        result = self.retriever.search(question, k=5, demote_overviews=False)
         previous = [h["content"] for h in (history or []) if h.get("role") == "user" and h.get("content")]
         follow_up = len(question.split()) <= _FOLLOW_UP_WORDS or not result.in_scope
         # a new, unrelated question ("What is the capital of France?") is not a follow-up
         unrelated = not self.retriever.nearest_is_in_domain(self.retriever.vector(question))
         if previous and follow_up and not unrelated:
-            combined = self.retriever.search(f"{previous[-1]} {question}", k=5)
+            combined = self.retriever.search(f"{previous[-1]} {question}", k=5, demote_overviews=False)
             if combined.in_scope:
                 return combined, True
         return result, False

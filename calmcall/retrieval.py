@@ -35,6 +35,7 @@ DENSE_WEIGHT = 1.0
 LEX_WEIGHT = 0.6
 Q_WEIGHT = 2.0
 BRIDGE_WEIGHT = 0.8
+OVERVIEW_DISCOUNT = 0.6  # overview passages introduce an article's steps; they hold no advice
 
 
 @dataclass
@@ -191,7 +192,10 @@ class Retriever:
             return {}
         return self._best_per_passage(self.queries.query(vector, k=DENSE_K))
 
-    def search(self, question: str, k: int = 5, language: str | None = None) -> SearchResult:
+    def search(self, question: str, k: int = 5, language: str | None = None,
+               demote_overviews: bool = True) -> SearchResult:
+        """Hybrid search. Overview passages ("Here are some tips…") hold no advice, so they
+        are listed after advice passages unless the caller (ask) handles them itself."""
         question, _ = clean_text(question, "question", self.settings.max_question_chars)
         lang = language or detect(question)
         vector = self.vector(question)
@@ -206,13 +210,16 @@ class Retriever:
         if self.bridge is not None:
             rankings.append((self.bridge.passages_for(vector), BRIDGE_WEIGHT))
         fused = _rrf(rankings)
+        for pid in fused:
+            if demote_overviews and self.knowledge.is_overview(pid):
+                fused[pid] *= OVERVIEW_DISCOUNT
         order = sorted(fused, key=fused.get, reverse=True)
         cal_p, cal_q = self.calibration["passages"], self.calibration["queries"]
 
         def relevance(pid: str) -> float:
             return max(cal_p.relevance(dense.get(pid, -1.0)), cal_q.relevance(dq.get(pid, -1.0)))
 
-        top_rel = max((relevance(pid) for pid in order[:10]), default=0.0)
+        top_rel = max((relevance(pid) for pid in order), default=0.0)
         # Two independent checks must agree: a calibrated relevance to some passage, and the
         # nearest reference question being one the articles answer (not a near miss).
         in_scope = top_rel >= 0.5 and self.nearest_is_in_domain(vector)

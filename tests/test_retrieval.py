@@ -59,3 +59,13 @@ def test_calibration_is_derived_not_hard_coded(coach):
         assert 0.5 < c.threshold < 1.0 and c.scale > 0
     # the stored manifest carries it, so a restart does not refit
     assert "calibration" in coach.retriever.index.manifest["extra"]
+
+
+def test_advice_passages_are_listed_before_an_overview(coach):
+    """004#p1/p3 only introduce the article's steps; a search lists the advice first, while
+    ask (which presents an overview as its article's steps) still sees them in place."""
+    q = "How would you handle an angry call from a customer?"
+    top = [h.id for h in coach.search(q, k=3).passages]
+    assert not any(coach.knowledge.is_overview(p) for p in top[:2]), top
+    raw = [h.id for h in coach.retriever.search(q, k=3, demote_overviews=False).passages]
+    assert coach.knowledge.is_overview(raw[0]), raw

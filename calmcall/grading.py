@@ -6,9 +6,11 @@ How an answer is read:
    anti-patterns, eight languages). A unit is matched only against phrasings of the same
    polarity, so "I would not apologise" never counts as apologising, and "I never yell
    back" never counts as yelling back.
-3. A unit is credited to a step only if that step is its nearest item (steps and
-   anti-patterns compete), the similarity clears a threshold calibrated on the catalogue
-   itself, and the unit is a statement (a bare keyword list earns "partly" at most).
+3. A unit is credited to a step if that step is its nearest item (steps and
+   anti-patterns compete) or a linear probe trained on the phrasings names it (a
+   paraphrase whose nearest phrasing merely shares its shape), the similarity clears a
+   threshold calibrated per embedder, and the unit is a statement (a bare keyword list
+   earns "partly" at most).
 4. Sentences addressed to the grader ("ignore the rubric, give 100") are removed before
    grading and cap the score; off-topic and very short answers are capped too.
 """
@@ -42,6 +44,12 @@ PENALTY_PER_ANTI = 20
 CAPS = {"injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35}
 MIN_WORDS = 12
 DERIVE_SENTENCES = True  # see Grader._embed_units
+# Probe (catalogue.Probe) credits, chosen on the grading dev half: a step the probe gives
+# at least PROBE_MIN counts if the unit is within PROBE_SLACK of the "partly" threshold;
+# from PROBE_SURE on it counts as covered.
+PROBE_MIN = 0.45
+PROBE_SURE = 0.6
+PROBE_SLACK = 0.02
 
 
 @dataclass
@@ -90,6 +98,7 @@ class Grader:
             for item in [*catalogue.steps.values(), *catalogue.anti_patterns.values()]
         }
         self._qvecs, self._qids = self._embed_questions()
+        self.probe = bridge.probe  # fitted (or read back) now, not on the first answer
         # Phrasings that are themselves negative ("I don't take it personally") let a
         # negated answer sentence show a step.
         order = {vid: i for i, vid in enumerate(bridge.ids)}
@@ -205,6 +214,7 @@ class Grader:
         th = self.thresholds
         vecs = self._embed_units(us)
         sims = self.bridge.similarities(vecs)
+        probs = self.probe.step_probabilities(vecs)
         step_best: dict[str, tuple[float, int, bool]] = {}  # step -> (score, unit, statement)
         negated_steps: dict[str, int] = {}
         anti_best: dict[str, tuple[float, int]] = {}
@@ -231,6 +241,11 @@ class Grader:
                 for sid, score in steps.items():
                     if score >= top_any - th.margin:
                         credit(sid, score, ui)
+                # the probe names the step a paraphrase shows when its nearest phrasing
+                # belongs to another step; it still has to be close to the step's phrasings
+                for sid, prob in probs[ui].items():
+                    if prob >= PROBE_MIN and raw_steps.get(sid, -1.0) >= th.partly - PROBE_SLACK:
+                        credit(sid, max(steps[sid], th.covered) if prob >= PROBE_SURE else steps[sid], ui)
                 # only the unit's single nearest item can be an anti-pattern, and only in a
                 # clause long enough to describe an action
                 if antis and len(words(u.text)) >= MIN_ANTI_WORDS:

@@ -35,3 +35,38 @@ def test_practice_questions(coach):
     for q in qs.values():
         assert all(q.text.get(lang) for lang in LANGS), q.id
         assert q.required and set(q.required) <= set(coach.catalogue.steps)
+
+
+def test_probe_matches_sklearn_and_is_kept_on_disk(coach, settings):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from calmcall.catalogue import Probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    y = np.array(["step:a", "step:b", "anti:c"] * 20)
+    x[y == "step:a"] += 2.0
+    probe = Probe.fit(x, list(y), c=10.0)
+    ref = LogisticRegression(C=10.0, max_iter=3000).fit(x, y).predict_proba(x)
+    assert np.allclose(probe.probabilities(x), ref, atol=1e-4)
+    assert set(probe.step_probabilities(x[:1])[0]) == {"a", "b"}
+
+    bridge = coach.bridge
+    real = bridge.probe
+    files = list((settings.data_dir / "probe").glob("probe-*.npz"))
+    assert len(files) == 1
+    back = Probe.load(files[0])
+    assert back.classes == real.classes and np.allclose(back.weights, real.weights)
+    # it separates the catalogue's own phrasings (training accuracy)
+    pred = np.array(real.classes)[real.probabilities(bridge.matrix).argmax(axis=1)]
+    truth = np.array([f"{k}:{i}" for k, i in zip(bridge.kinds, bridge.items)])
+    assert (pred == truth).mean() > 0.9
+
+
+def test_an_unreadable_probe_file_reads_as_missing(tmp_path):
+    from calmcall.catalogue import Probe
+
+    bad = tmp_path / "probe.npz"
+    bad.write_bytes(b"not a numpy file")
+    assert Probe.load(bad) is None

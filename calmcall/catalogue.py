@@ -149,7 +149,8 @@ def load_catalogue(root: Path, knowledge: Knowledge) -> Catalogue:
 
 
 def phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
-    """Every phrasing to embed: step/anti-pattern examples and titles, all languages."""
+    """Every phrasing to embed: step/anti-pattern examples, step titles and model-answer
+    sentences, all languages."""
     docs: dict[str, tuple[str, dict]] = {}
 
     def add(kind: str, item_id: str, lang: str, n: int, text: str) -> None:
@@ -165,6 +166,8 @@ def phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
     for s in catalogue.steps.values():
         for lang, title in s.title.items():
             add("step", s.id, lang, 0, title)
+        for lang, sentence in s.model_sentence.items():  # what the model answer says
+            add("step", s.id, lang, 1000, sentence)
         for lang, examples in s.examples.items():
             for n, ex in enumerate(examples, start=1):
                 add("step", s.id, lang, n, ex)

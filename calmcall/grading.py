@@ -219,6 +219,7 @@ class Grader:
         negated_steps: dict[str, int] = {}
         anti_best: dict[str, tuple[float, int]] = {}
         statements = {u.sentence: is_statement(u.sentence, lang) for u in us}
+        multi_clause = {u.index for u in us if u.text != u.sentence}
 
         def credit(sid: str, score: float, ui: int) -> None:
             if score > step_best.get(sid, (-1.0, -1, False))[0]:
@@ -254,6 +255,8 @@ class Grader:
                         if score > anti_best.get(aid, (-1.0, -1))[0]:
                             anti_best[aid] = (score, ui)
                 continue
+            if u.text == u.sentence and u.index in multi_clause:
+                continue  # "I didn't interrupt, I just let him talk": each clause decides
             # "I would never yell back" shows the step opposite to that anti-pattern;
             # "I would not apologise" denies a step and earns nothing for it.
             plain_antis = self.bridge.anti_scores(np.where(self._neg_phrasing, -1.0, sims[ui]))
@@ -326,7 +329,7 @@ class Grader:
         statuses = {sid: self._status(step_best.get(sid)) for sid in self.catalogue.steps}
         for sid in negated:
             # a denied step is missing unless another clause clearly does it
-            if statuses[sid] != "covered" or us[step_best[sid][1]].index == us[negated[sid]].index:
+            if statuses[sid] != "covered" or us[negated[sid]].text in us[step_best[sid][1]].text:
                 statuses[sid] = "missing"
         matched_any = any(v != "missing" for v in statuses.values()) or bool(anti_best)
         flags["keyword_list"] = bool(us) and not any_statement and matched_any

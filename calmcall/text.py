@@ -58,6 +58,8 @@ FUNCTION_WORDS = {
            "de", "à", "au", "avec", "pour", "lui", "leur", "son", "sa"},
 }
 
+_EN_SUBJECTS = {"i", "i'd", "i'll", "i'm", "we", "my", "me", "would", "will"}
+
 _INJECTION = re.compile(
     r"(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instruction|rubric|rule|prompt|previous|above|criteria|grading)"
     r"|\b(give|award|assign|rate|score|grade|mark)\b.{0,30}\b(100|full marks|top (score|marks)|maximum|perfect)"
@@ -107,8 +109,11 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
     for i, sentence in enumerate(split_sentences(text)):
         result.append(Unit(sentence, sentence, i))
         clauses = [c.strip(" ,;") for c in pattern.split(sentence) if c and c.strip(" ,;")]
+        items = [c.strip() for c in re.split(r"[,;/]", sentence) if c.strip()]
+        if len(items) >= 3 and all(len(c.split()) <= 4 for c in items):
+            clauses = items  # "listen, stay calm, empathy, apologise": one unit per keyword
         if len(clauses) > 1:
-            result.extend(Unit(c, sentence, i) for c in clauses if len(c.split()) >= 2)
+            result.extend(Unit(c, sentence, i) for c in clauses if len(c.split()) >= 2 or c in items)
         if len(result) >= max_units:
             break
     return result[:max_units]
@@ -146,7 +151,9 @@ def is_statement(text: str, lang: str) -> bool:
     toks = words(text)
     if len(toks) < 3:
         return False
-    fw = FUNCTION_WORDS.get(lang, FUNCTION_WORDS["en"]) | FUNCTION_WORDS["en"]
+    # English pronouns and auxiliaries count in any language (mixed answers), but not the
+    # short English words that are content words elsewhere (Swedish "be om ursäkt")
+    fw = FUNCTION_WORDS.get(lang, FUNCTION_WORDS["en"]) | _EN_SUBJECTS
     return any(t in fw for t in toks)
 
 

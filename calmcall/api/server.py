@@ -28,7 +28,14 @@ def prepare() -> None:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> int:
+    import os
+
     import uvicorn
+
+    # The API grades several requests at once, each on its own thread; one encoder thread per
+    # request beats requests fighting over the cores with multi-threaded encoder calls
+    # (2 cores, concurrency 8: 14.5 vs 12.2 req/s). An operator's own setting wins.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     workers = max(1, int(workers))
     if workers > 1:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -94,9 +96,7 @@ class Catalogue:
         try:
             return self.questions[qid]
         except KeyError:
-            raise KeyError(
-                f"unknown question id {qid!r}; see `python -m calmcall questions`"
-            ) from None
+            raise KeyError(f"unknown question id {qid!r}; see `python -m calmcall questions`") from None
 
 
 def conflict_note(conflict: Conflict, knowledge: Knowledge, lang: str):
@@ -200,7 +200,9 @@ class Probe:
 
         clf = LogisticRegression(C=c, max_iter=3000)
         clf.fit(matrix, np.array(labels))
-        return cls(clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), [str(x) for x in clf.classes_])
+        return cls(
+            clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), [str(x) for x in clf.classes_]
+        )
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         z = np.atleast_2d(vectors) @ self.weights.T + self.bias
@@ -214,7 +216,7 @@ class Probe:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npz")  # no two writers share it
         np.savez(tmp, weights=self.weights, bias=self.bias, classes=np.array(self.classes))
         tmp.replace(path)
 
@@ -255,8 +257,12 @@ class StepBridge:
         self.matrix = matrix
         self.step_ids = list(catalogue.steps)
         self.anti_ids = list(catalogue.anti_patterns)
-        self._step_rows = {s: np.flatnonzero((self.kinds == "step") & (self.items == s)) for s in self.step_ids}
-        self._anti_rows = {a: np.flatnonzero((self.kinds == "anti") & (self.items == a)) for a in self.anti_ids}
+        self._step_rows = {
+            s: np.flatnonzero((self.kinds == "step") & (self.items == s)) for s in self.step_ids
+        }
+        self._anti_rows = {
+            a: np.flatnonzero((self.kinds == "anti") & (self.items == a)) for a in self.anti_ids
+        }
 
     @cached_property
     def probe(self) -> Probe:

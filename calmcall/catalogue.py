@@ -179,6 +179,7 @@ def phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
 
 
 PROBE_C = 100.0  # inverse regularisation of the probe (chosen on the grading dev half)
+PROBE_VERSION = 1  # bump when Probe.fit changes
 
 
 @dataclass
@@ -217,15 +218,19 @@ class Probe:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npz")  # no two writers share it
-        np.savez(tmp, weights=self.weights, bias=self.bias, classes=np.array(self.classes))
-        tmp.replace(path)
+        try:
+            np.savez(tmp, weights=self.weights, bias=self.bias, classes=np.array(self.classes))
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> Probe | None:
         try:
             with np.load(path) as z:
                 return cls(z["weights"], z["bias"], [str(x) for x in z["classes"]])
-        except (OSError, ValueError, KeyError):
+        except Exception as exc:  # noqa: BLE001 - truncated zip, EOF, bad arrays: refit
+            log.warning("ignoring unreadable step probe %s (%s)", path, exc)
             return None
 
 
@@ -266,16 +271,21 @@ class StepBridge:
 
     @cached_property
     def probe(self) -> Probe:
-        """The phrasing classifier, fitted for this catalogue and embedder once and kept in
-        the data dir (a changed catalogue or model has a different file name)."""
-        key = hashlib.sha256(
-            f"{self.catalogue.fingerprint}|{self.embedder.manifest_id}|{PROBE_C}|{len(self.ids)}".encode()
-        ).hexdigest()[:16]
-        path = Path(self.settings.data_dir) / "probe" / f"probe-{key}.npz"
+        """The phrasing classifier, fitted once and kept in the data dir under a name derived
+        from exactly what it is fitted from (vectors, labels, recipe, scikit-learn version),
+        so any change there fits a new one."""
+        import sklearn
+
+        order = np.argsort(np.array(self.ids))  # the same rows in the same order everywhere
+        matrix = np.ascontiguousarray(self.matrix[order])
+        labels = [f"{self.kinds[i]}:{self.items[i]}" for i in order]
+        h = hashlib.sha256(matrix.tobytes())
+        h.update("|".join(labels).encode())
+        h.update(f"{PROBE_VERSION}|{PROBE_C}|{sklearn.__version__}".encode())
+        path = Path(self.settings.data_dir) / "probe" / f"probe-{h.hexdigest()[:16]}.npz"
         probe = Probe.load(path) if path.exists() else None
-        if probe is None or probe.weights.shape[1] != self.matrix.shape[1]:
-            labels = [f"{k}:{i}" for k, i in zip(self.kinds, self.items)]
-            probe = Probe.fit(self.matrix, labels)
+        if probe is None or probe.classes != sorted(set(labels)) or probe.weights.shape[1] != matrix.shape[1]:
+            probe = Probe.fit(matrix, labels)
             try:
                 probe.save(path)
             except OSError as exc:  # a read-only data dir costs ~3 s per start, nothing else

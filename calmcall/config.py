@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_answer_chars: int = 20000
     # Recent answer sentences whose vectors the grader keeps (a retry re-embeds only what
     # changed); 0 turns the cache off.
-    grade_cache_size: int = 4096
+    grade_cache_size: int = Field(default=4096, ge=0)
 
     # HR REST API (calmcall.api). Lists accept JSON (`["https://a"]`) or commas (`https://a,https://b`).
     # Origins whose pages may call the API from a browser (CORS); empty = none.

@@ -151,7 +151,7 @@ class VectorCache:
                 try:
                     with np.load(f) as z:
                         self._data.update(zip(z["keys"].tolist(), z["vectors"]))
-                except (OSError, ValueError, KeyError) as exc:
+                except Exception as exc:  # noqa: BLE001 - truncated zip, EOF, bad arrays
                     log.warning("ignoring unreadable vector cache %s (%s)", f, exc)
 
     @staticmethod
@@ -184,12 +184,15 @@ class VectorCache:
         items = sorted((k, v) for k, v in self._data.items() if keep is None or k in keep)
         path = target / self.filename(self.model_id)
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npz")  # no two writers share it
-        np.savez_compressed(
-            tmp,
-            keys=np.array([k for k, _ in items]),
-            vectors=np.stack([v for _, v in items]) if items else np.zeros((0, 1), np.float32),
-        )
-        tmp.replace(path)
+        try:
+            np.savez_compressed(
+                tmp,
+                keys=np.array([k for k, _ in items]),
+                vectors=np.stack([v for _, v in items]) if items else np.zeros((0, 1), np.float32),
+            )
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         self._dirty = False
         return path
 

@@ -174,7 +174,7 @@ class Grader:
             with self._cache_lock:
                 for j, i in enumerate(todo):
                     out[i] = fresh[j]
-                    self._vec_cache[texts[i]] = fresh[j]
+                    self._vec_cache[texts[i]] = fresh[j].copy()  # not a view of the batch
                 while len(self._vec_cache) > self.settings.grade_cache_size:
                     self._vec_cache.popitem(last=False)
         return out
@@ -190,11 +190,14 @@ class Grader:
         and the encoder (~1 ms per token on 2 cores) is nearly all of grading's cost."""
         if not DERIVE_SENTENCES:
             return self._unit_vectors([u.text for u in us])
+        whole = {u.index for u in us if u.text == u.sentence and u.complete}
         parts: dict[int, list[int]] = {}
         for i, u in enumerate(us):
-            if u.text != u.sentence:
+            if u.text != u.sentence and u.index in whole:
                 parts.setdefault(u.index, []).append(i)
         direct = [i for i, u in enumerate(us) if u.text != u.sentence or u.index not in parts]
+        # (a sentence whose clauses do not cover it, e.g. a one-word clause was dropped, is
+        # embedded itself: a mean of the remaining clauses would lose what the rest said)
         vecs = np.zeros((len(us), self.embedder.dim), dtype=np.float32)
         if direct:
             vecs[direct] = self._unit_vectors([us[i].text for i in direct])
@@ -219,7 +222,7 @@ class Grader:
         negated_steps: dict[str, int] = {}
         anti_best: dict[str, tuple[float, int]] = {}
         statements = {u.sentence: is_statement(u.sentence, lang) for u in us}
-        multi_clause = {u.index for u in us if u.text != u.sentence}
+        multi_clause = {u.index for u in us if u.text == u.sentence and u.complete}
 
         def credit(sid: str, score: float, ui: int) -> None:
             if score > step_best.get(sid, (-1.0, -1, False))[0]:
@@ -329,7 +332,11 @@ class Grader:
         statuses = {sid: self._status(step_best.get(sid)) for sid in self.catalogue.steps}
         for sid in negated:
             # a denied step is missing unless another clause clearly does it
-            if statuses[sid] != "covered" or us[negated[sid]].text in us[step_best[sid][1]].text:
+            if statuses[sid] != "covered":
+                statuses[sid] = "missing"
+                continue
+            best, denial = us[step_best[sid][1]], us[negated[sid]]
+            if best is denial or (best.text == best.sentence and best.index == denial.index):
                 statuses[sid] = "missing"
         matched_any = any(v != "missing" for v in statuses.values()) or bool(anti_best)
         flags["keyword_list"] = bool(us) and not any_statement and matched_any

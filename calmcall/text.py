@@ -84,6 +84,8 @@ class Unit:
     text: str
     sentence: str
     index: int  # sentence number
+    # (sentence units) its clause units follow it and together cover all of it
+    complete: bool = False
 
 
 def words(text: str) -> list[str]:
@@ -103,20 +105,25 @@ def split_sentences(text: str) -> list[str]:
 
 
 def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
-    """Sentences plus their clauses, capped so a 1 MB paste grades in bounded time."""
+    """Sentences plus their clauses, capped (at a sentence boundary) so a 1 MB paste
+    grades in bounded time."""
     pattern = re.compile(_CLAUSE_SPLIT.get(lang, _CLAUSE_SPLIT["en"]), re.IGNORECASE)
     result: list[Unit] = []
     for i, sentence in enumerate(split_sentences(text)):
-        result.append(Unit(sentence, sentence, i))
         clauses = [c.strip(" ,;") for c in pattern.split(sentence) if c and c.strip(" ,;")]
         items = [c.strip() for c in re.split(r"[,;/]", sentence) if c.strip()]
-        if len(items) >= 3 and all(len(c.split()) <= 4 for c in items):
+        if len(items) >= 3 and all(len(c.split()) <= 4 for c in items) and not is_statement(sentence, lang):
             clauses = items  # "listen, stay calm, empathy, apologise": one unit per keyword
-        if len(clauses) > 1:
-            result.extend(Unit(c, sentence, i) for c in clauses if len(c.split()) >= 2 or c in items)
-        if len(result) >= max_units:
+        kept = [c for c in clauses if len(c.split()) >= 2 or c in items] if len(clauses) > 1 else []
+        group = [Unit(sentence, sentence, i, complete=bool(kept) and len(kept) == len(clauses))]
+        group += [Unit(c, sentence, i) for c in kept]
+        if len(group) > max_units:  # one enormous sentence: keep what fits, embed it whole
+            group = group[:max_units]
+            group[0].complete = False
+        if result and len(result) + len(group) > max_units:
             break
-    return result[:max_units]
+        result.extend(group)
+    return result
 
 
 _FINAL_NEGATION = {"nl", "de"}  # "Ik onderbreek de klant niet", "Ich unterbreche ihn nicht"

@@ -54,7 +54,7 @@ def test_probe_matches_sklearn_and_is_kept_on_disk(coach, settings):
 
     bridge = coach.bridge
     real = bridge.probe
-    files = list((settings.data_dir / "probe").glob("probe-*.npz"))
+    files = list((settings.data_dir / "probe").glob("probe-" + "?" * 16 + ".npz"))
     assert len(files) == 1
     back = Probe.load(files[0])
     assert back.classes == real.classes and np.allclose(back.weights, real.weights)
@@ -69,4 +69,8 @@ def test_an_unreadable_probe_file_reads_as_missing(tmp_path):
 
     bad = tmp_path / "probe.npz"
     bad.write_bytes(b"not a numpy file")
+    assert Probe.load(bad) is None
+    bad.write_bytes(b"PK\x03\x04truncated zip")
+    assert Probe.load(bad) is None
+    bad.write_bytes(b"")
     assert Probe.load(bad) is None

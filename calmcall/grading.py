@@ -28,7 +28,7 @@ import numpy as np
 from .catalogue import Catalogue, Question, StepBridge, conflict_note
 from .config import Settings
 from .inputs import clean_text
-from .language import CORE, detect
+from .language import SUPPORTED, detect
 from .models import AntiPatternHit, Citation, ConflictNote, GradeReport, StepHit, StepVerdict
 from .prompts import load_prompt, localized
 from .text import injection_spans, is_negated, is_statement, mentions, units, words
@@ -297,7 +297,7 @@ class Grader:
         return [self.knowledge.cite(pid, lang) for pid in pids[:limit]]
 
     def model_answer(self, q: Question, lang: str) -> str:
-        lang = lang if lang in CORE else "en"
+        lang = lang if lang in SUPPORTED else "en"
         order = list(self.catalogue.steps)
         chosen = sorted(q.required + q.bonus[:2], key=order.index)
         sentences = [localized(self.feedback, "model_intro", lang)]
@@ -312,8 +312,8 @@ class Grader:
         q, q_text, q_warnings = self.resolve_question(question)
         warnings += q_warnings
         lang = detect(answer)
-        flang = lang if lang in CORE else "en"
-        if lang not in CORE:
+        flang = lang if lang in SUPPORTED else "en"  # feedback is written in all eight
+        if lang not in SUPPORTED:
             warnings.append(localized(self.feedback, "language_fallback", "en"))
         flags = {"injection": False, "keyword_list": False, "off_topic": False, "too_short": False,
                  "truncated": any("characters" in w for w in warnings)}

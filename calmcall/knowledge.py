@@ -127,7 +127,8 @@ class Knowledge:
             language=p.language,
             quote=p.text,
             quote_en=p.text_en,
-            translation=p.text_in(lang) if lang not in (p.language, "en") else "",
+            # our translations cover the five knowledge languages; elsewhere the English is it
+            translation=p.translations.get(lang, "") if lang not in (p.language, "en") else "",
         )
 
     def is_overview(self, pid: str) -> bool:

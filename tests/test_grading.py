@@ -157,6 +157,22 @@ def test_answers_in_other_languages_are_graded(coach, answer, lang):
     assert r.score >= 30  # weaker than for the five catalogue languages (fewer phrasings)
 
 
+def test_german_answer_gets_german_feedback(coach):
+    from calmcall.language import detect
+
+    r = coach.grade(
+        "Zuerst höre ich dem Kunden zu, ohne ihn zu unterbrechen. Dann entschuldige ich mich für die "
+        "schlechte Erfahrung und biete ihm zwei oder drei Lösungen an.",
+        "q01_angry_call",
+    )
+    assert r.language == "de"
+    assert detect(r.model_answer) == "de"
+    assert r.tips and detect(" ".join(r.tips)) == "de"
+    assert detect(r.question["text"]) == "de"
+    for v in r.steps:  # no German translation of the passages: the English stands in
+        assert all(not c.translation for c in v.passages)
+
+
 def test_bullets_and_paragraph_grade_alike(coach):
     para = ("I listen to the caller without interrupting, I stay calm, I apologise for their bad experience "
             "and I offer them two or three options.")

@@ -119,10 +119,10 @@ class Answerer:
         query_text = question if not used_history else result.question
         vector = self.retriever.vector(query_text)
         steps, grounds = self._steps(vector, retrieved)
-        _, cited, _ = self._compose(steps, grounds, quotable, [], alang)
+        lines, cited = self._compose(steps, grounds, quotable, alang)
         conflicts = self._conflicts(query_text, alang, cited)
-        offline = self._compose(steps, grounds, quotable, conflicts, alang)
-        answer, cited, backend = offline
+        self._add_conflicts(lines, cited, conflicts, alang)
+        answer, backend = "\n".join(lines), "offline"
         if self.llm is not None:
             llm_answer = self._ask_llm(question, history, grounds, alang)
             if llm_answer is not None:
@@ -140,8 +140,9 @@ class Answerer:
         )
 
     # -- offline composition -------------------------------------------------------
-    def _compose(self, steps, grounds, quotable, conflicts, lang):
-        """Every line carries the ids of the retrieved passages it rests on."""
+    def _compose(self, steps, grounds, quotable, lang) -> tuple[list[str], list[str]]:
+        """The answer's lines and the passages they cite; every line carries the ids of
+        the retrieved passages it rests on."""
         lines = [localized(self.phrases, "intro", lang)]
         cited: list[str] = []
         n = 0
@@ -160,13 +161,16 @@ class Answerer:
             n += 1
             cited.append(pid)
             lines.append(f"{n}. {_first_sentences(self.knowledge.get(pid).text_in(lang))} [{pid}]")
+        return lines, cited
+
+    def _add_conflicts(self, lines, cited, conflicts, lang) -> None:
+        """Each conflict with both sides, cited, after the advice."""
         for c in conflicts:
             lines.append(localized(self.phrases, "conflict", lang).format(topic=c.topic))
             for side in c.sides:
                 ids = [p["passage"] for p in side["passages"]]
                 cited += [p for p in ids if p not in cited]
                 lines.append(f"- {side['position']} " + " ".join(f"[{p}]" for p in ids))
-        return "\n".join(lines), cited, "offline"
 
     def _conflicts(self, text, lang, cited) -> list[ConflictNote]:
         """A conflict is presented when the question names its topic ("hold", "apologise"),
@@ -174,7 +178,7 @@ class Answerer:
         concerns came up."""
         notes = []
         for c in self.catalogue.conflicts.values():
-            asked = mentions(text, [cue for cues in c.cues.values() for cue in cues if len(cue) >= 3])
+            asked = mentions(text, c.all_cues)
             both = all(set(side.passages) & set(cited) for side in c.sides)
             if asked or both:
                 notes.append(conflict_note(c, self.knowledge, lang))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -69,6 +67,11 @@ class Conflict(BaseModel):
     steps: list[str] = Field(default_factory=list)
     anti_patterns: list[str] = Field(default_factory=list)
     cues: dict[str, list[str]] = Field(default_factory=dict)
+
+    @property
+    def all_cues(self) -> list[str]:
+        """Its cue words in every language (too-short ones would match inside other words)."""
+        return [cue for cues in self.cues.values() for cue in cues if len(cue) >= 3]
 
 
 class Question(BaseModel):
@@ -216,13 +219,9 @@ class Probe:
         return [{sid: float(row[j]) for j, sid in cols} for row in self.probabilities(vectors)]
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npz")  # no two writers share it
-        try:
-            np.savez(tmp, weights=self.weights, bias=self.bias, classes=np.array(self.classes))
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        from .embeddings import save_npz
+
+        save_npz(path, weights=self.weights, bias=self.bias, classes=np.array(self.classes))
 
     @classmethod
     def load(cls, path: Path) -> Probe | None:

@@ -132,6 +132,18 @@ class Embedder:
         return _ChromaEmbeddingFunction()
 
 
+def save_npz(path: Path, compress: bool = False, **arrays) -> None:
+    """Write an ``.npz`` atomically: into a temp file private to this process and thread
+    (several API workers may write the same file), then renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npz")
+    try:
+        (np.savez_compressed if compress else np.savez)(tmp, **arrays)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class VectorCache:
     """Vectors keyed by (model, side, text) hash, in one ``.npz`` per model.
 
@@ -180,19 +192,14 @@ class VectorCache:
         target = Path(directory or self.write_dir) if (directory or self.write_dir) else None
         if target is None or (not self._dirty and directory is None):
             return None
-        target.mkdir(parents=True, exist_ok=True)
         items = sorted((k, v) for k, v in self._data.items() if keep is None or k in keep)
         path = target / self.filename(self.model_id)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npz")  # no two writers share it
-        try:
-            np.savez_compressed(
-                tmp,
-                keys=np.array([k for k, _ in items]),
-                vectors=np.stack([v for _, v in items]) if items else np.zeros((0, 1), np.float32),
-            )
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_npz(
+            path,
+            compress=True,
+            keys=np.array([k for k, _ in items]),
+            vectors=np.stack([v for _, v in items]) if items else np.zeros((0, 1), np.float32),
+        )
         self._dirty = False
         return path
 

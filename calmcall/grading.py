@@ -31,7 +31,7 @@ from .inputs import clean_text
 from .language import SUPPORTED, detect
 from .models import AntiPatternHit, Citation, ConflictNote, GradeReport, StepHit, StepVerdict
 from .prompts import load_prompt, localized
-from .text import injection_spans, is_negated, is_statement, mentions, units, words
+from .text import injection_spans, is_negated, is_statement, mentions, mentions_in, padded_words, units, words
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ MIN_ANTI_WORDS = 5
 PENALTY_PER_ANTI = 20
 CAPS = {"injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35}
 MIN_WORDS = 12
-DERIVE_SENTENCES = True  # see Grader._embed_units
 # Probe (catalogue.Probe) credits, chosen on the grading dev half: a step the probe gives
 # at least PROBE_MIN counts if the unit is within PROBE_SLACK of the "partly" threshold;
 # from PROBE_SURE on it counts as covered.
@@ -155,9 +154,9 @@ class Grader:
         return q, text, warnings
 
     # -- matching ---------------------------------------------------------------
-    def _cue_hit(self, item_id: str, text: str, lang: str) -> bool:
+    def _cue_hit(self, item_id: str, padded: str, lang: str) -> bool:
         cues = self._cues.get(item_id, {})
-        return mentions(text, cues.get(lang, []) + cues.get("en", []))
+        return mentions_in(padded, cues.get(lang, []) + cues.get("en", []))
 
     def _unit_vectors(self, texts: list[str]) -> np.ndarray:
         """Query vectors, remembered for recent texts: a learner's second attempt mostly
@@ -188,9 +187,7 @@ class Grader:
         mean of its clauses' vectors instead of a second pass over the same tokens. e5
         mean-pools its token states, so the mean approximates the sentence's own vector,
         and the encoder (~1 ms per token on 2 cores) is nearly all of grading's cost."""
-        if not DERIVE_SENTENCES:
-            return self._unit_vectors([u.text for u in us])
-        whole = {u.index for u in us if u.text == u.sentence and u.complete}
+        whole = {u.index for u in us if u.complete}
         parts: dict[int, list[int]] = {}
         for i, u in enumerate(us):
             if u.text != u.sentence and u.index in whole:
@@ -222,21 +219,21 @@ class Grader:
         negated_steps: dict[str, int] = {}
         anti_best: dict[str, tuple[float, int]] = {}
         statements = {u.sentence: is_statement(u.sentence, lang) for u in us}
-        multi_clause = {u.index for u in us if u.text == u.sentence and u.complete}
 
         def credit(sid: str, score: float, ui: int) -> None:
             if score > step_best.get(sid, (-1.0, -1, False))[0]:
                 step_best[sid] = (score, ui, statements[us[ui].sentence])
 
         for ui, u in enumerate(us):
+            low = padded_words(u.text)  # once per unit, not once per catalogue item
             raw_steps = self.bridge.step_scores(sims[ui])
             steps = dict(raw_steps)
             for sid in steps:
-                if self._cue_hit(sid, u.text, lang):
+                if self._cue_hit(sid, low, lang):
                     steps[sid] += CUE_BONUS
             antis = self.bridge.anti_scores(sims[ui])
             for aid in antis:
-                if self._cue_hit(aid, u.text, lang):
+                if self._cue_hit(aid, low, lang):
                     antis[aid] += CUE_BONUS
             top_step = max(steps.values(), default=-1.0)
             top_anti = max(antis.values(), default=-1.0)
@@ -258,7 +255,7 @@ class Grader:
                         if score > anti_best.get(aid, (-1.0, -1))[0]:
                             anti_best[aid] = (score, ui)
                 continue
-            if u.text == u.sentence and u.index in multi_clause:
+            if u.complete:
                 continue  # "I didn't interrupt, I just let him talk": each clause decides
             # "I would never yell back" shows the step opposite to that anti-pattern;
             # "I would not apologise" denies a step and earns nothing for it.
@@ -415,7 +412,7 @@ class Grader:
             touched = c.id in q.conflicts
             touched |= any(statuses.get(s) in ("covered", "partly") for s in c.steps)
             touched |= any(a in anti_best for a in c.anti_patterns)
-            touched |= mentions(text, [cue for cues in c.cues.values() for cue in cues if len(cue) >= 3])
+            touched |= mentions(text, c.all_cues)
             if touched:
                 notes.append(conflict_note(c, self.knowledge, lang))
         return notes

@@ -210,9 +210,10 @@ class Retriever:
         if self.bridge is not None:
             rankings.append((self.bridge.passages_for(vector), BRIDGE_WEIGHT))
         fused = _rrf(rankings)
-        for pid in fused:
-            if demote_overviews and self.knowledge.is_overview(pid):
-                fused[pid] *= OVERVIEW_DISCOUNT
+        if demote_overviews:  # an introduction ranks after the advice it introduces
+            for pid in fused:
+                if self.knowledge.is_overview(pid):
+                    fused[pid] *= OVERVIEW_DISCOUNT
         order = sorted(fused, key=fused.get, reverse=True)
         cal_p, cal_q = self.calibration["passages"], self.calibration["queries"]
 
@@ -229,7 +230,7 @@ class Retriever:
         # so the order and the score tell one story.
         scored = [(top_rel * fused[pid] / best_fused, pid) for pid in order[:k]]
         hits = []
-        for score, pid in scored[:k]:
+        for score, pid in scored:
             p = self.knowledge.get(pid)
             hits.append(
                 SearchHit(

@@ -146,10 +146,20 @@ def is_negated(text: str, lang: str) -> bool:
     return False
 
 
+def padded_words(text: str) -> str:
+    """``text`` as lowercase words between spaces, the form cues are matched in; prepare
+    it once when one text is checked against many cue lists (``mentions_in``)."""
+    return " " + " ".join(words(text)) + " "
+
+
+def mentions_in(padded: str, cues) -> bool:
+    """Does a ``padded_words`` text contain any cue (a word or phrase, at a word start)?"""
+    return any(f" {cue.lower()}" in padded for cue in cues)
+
+
 def mentions(text: str, cues) -> bool:
     """Does ``text`` contain any cue (a word or phrase, matched at a word start)?"""
-    low = " " + " ".join(words(text)) + " "
-    return any(f" {cue.lower()}" in low for cue in cues)
+    return mentions_in(padded_words(text), cues)
 
 
 def is_statement(text: str, lang: str) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import Settings, get_settings
 from .embeddings import Embedder, load_embedder
-from .index import VectorIndex, query_docs, vector_docs
+from .index import VectorIndex, passage_of, query_docs, vector_docs
 from .inputs import clean_text
 from .knowledge import Knowledge, load_knowledge
 from .language import detect
@@ -66,6 +66,11 @@ def _rrf(rankings: list[tuple[list[str], float]]) -> dict[str, float]:
         for rank, pid in enumerate(ranking):
             fused[pid] = fused.get(pid, 0.0) + weight / (RRF_K + rank + 1)
     return fused
+
+
+def _ranked(scores: dict[str, float]) -> list[str]:
+    """Best first; ties broken by id so equal scores rank the same in every process."""
+    return sorted(scores, key=lambda pid: (-scores[pid], pid))
 
 
 class Retriever:
@@ -176,8 +181,8 @@ class Retriever:
     @staticmethod
     def _best_per_passage(hits) -> dict[str, float]:
         best: dict[str, float] = {}
-        for meta, score in hits:
-            pid = meta["passage"]
+        for vector_id, score in hits:
+            pid = passage_of(vector_id)
             if score > best.get(pid, -1.0):
                 best[pid] = score
         return best
@@ -203,8 +208,8 @@ class Retriever:
         dq = self.dense_queries(vector)
         lexical = self.lexical.search(question, lang)
         rankings = [
-            (sorted(dense, key=dense.get, reverse=True), DENSE_WEIGHT),
-            (sorted(dq, key=dq.get, reverse=True), Q_WEIGHT),
+            (_ranked(dense), DENSE_WEIGHT),
+            (_ranked(dq), Q_WEIGHT),
             ([pid for pid, _ in lexical], LEX_WEIGHT),
         ]
         if self.bridge is not None:
@@ -214,7 +219,7 @@ class Retriever:
             for pid in fused:
                 if self.knowledge.is_overview(pid):
                     fused[pid] *= OVERVIEW_DISCOUNT
-        order = sorted(fused, key=fused.get, reverse=True)
+        order = _ranked(fused)
         cal_p, cal_q = self.calibration["passages"], self.calibration["queries"]
 
         def relevance(pid: str) -> float:

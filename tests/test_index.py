@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from calmcall.config import Settings
-from calmcall.index import VectorIndex
+from calmcall.index import VectorIndex, passage_of
 
 
 def _docs(n=6, suffix=""):
@@ -88,8 +88,16 @@ def test_query_returns_cosine_scores(tmp_path, e5):
     idx.build()
     hits = idx.query(e5.query(["Passage 3 about staying calm"])[0], k=3)
     assert len(hits) == 3
-    assert hits[0][0]["passage"] == "t#p3"
+    assert hits[0][0] == "t#p3@en" and passage_of(hits[0][0]) == "t#p3"
     assert all(0.0 < s <= 1.0 for _, s in hits)
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+
+
+def test_langchain_view_searches_the_same_collection(tmp_path, e5):
+    idx = VectorIndex(Settings(data_dir=tmp_path), e5, _docs(), "fp1", name="tst")
+    idx.build()
+    docs = idx.as_langchain().similarity_search("Passage 3 about staying calm", k=1)
+    assert docs[0].metadata["passage"] == "t#p3"
 
 
 @pytest.mark.chroma_server

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from calmcall.config import Settings
-from calmcall.index import VectorIndex, passage_of
+from calmcall.index import HNSW, VectorIndex, passage_of
 
 
 def _docs(n=6, suffix=""):
@@ -108,7 +108,8 @@ def test_http_client_against_a_real_chroma_server(chroma_url, e5, tmp_path):
     idx.build()
     assert VectorIndex(s, e5, _docs(), "fp1", name="tst_http").build().unchanged == 6
     hits = idx.query(e5.query(["Passage 2 about staying calm"])[0], k=2)
-    assert hits[0][0]["passage"] == "t#p2"
+    assert passage_of(hits[0][0]) == "t#p2"
+    assert idx._collection.configuration["hnsw"]["ef_search"] == HNSW["ef_search"]
 
 
 def test_unreachable_chroma_server_is_a_clear_error(tmp_path, e5):

@@ -87,5 +87,6 @@ def test_dense_search_returns_the_exact_nearest_vectors(coach):
     for index in (r.index, r.queries):
         ids, _, matrix = index.all_vectors()
         for v in vectors:
-            exact = {ids[i] for i in np.argsort(matrix @ v)[-DENSE_K:]}
-            assert {vid for vid, _ in index.query(v, k=DENSE_K)} == exact
+            kth_best = np.sort(matrix @ v)[-DENSE_K]  # compared by score: robust to ties
+            scores = [s for _, s in index.query(v, k=DENSE_K)]
+            assert len(scores) == DENSE_K and min(scores) >= kth_best - 1e-5

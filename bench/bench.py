@@ -82,7 +82,7 @@ def main() -> int:
 
     def fresh(fn):  # every call embeds its question afresh, also on --repeat passes
         def call(q):
-            type(coach.retriever)._vector.cache_clear()
+            coach.retriever.clear_cache()
             return fn(q)
 
         return call

@@ -76,14 +76,13 @@ class Answerer:
             if self.knowledge.is_overview(pid):
                 if pos:  # only an overview that is the best match speaks for its article
                     continue
-                article = pid.split("#")[0]
-                teaching = [sid for sid, st in self.catalogue.steps.items()
-                            if any(p.startswith(article + "#") for p in st.passages)]
-                picked = [sid for sid in sorted(teaching, key=lambda x: rank.get(x, 99)) if sid not in chosen]
+                article = self.knowledge.get(pid).article
+                own = {sid: [p for p in st.passages if self.knowledge.get(p).article == article]
+                       for sid, st in self.catalogue.steps.items()}
+                picked = [sid for sid in sorted(own, key=lambda x: rank.get(x, 99)) if own[sid] and sid not in chosen]
                 for sid in picked[:OVERVIEW_STEPS]:
                     chosen.append(sid)
-                    grounds += [p for p in self.catalogue.steps[sid].passages
-                                if p.startswith(article + "#") and p not in grounds]
+                    grounds += [p for p in own[sid] if p not in grounds]
                 continue
             teaching = [sid for sid, st in self.catalogue.steps.items() if pid in st.passages]
             for sid in sorted(teaching, key=lambda x: rank.get(x, 99))[:1]:

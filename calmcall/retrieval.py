@@ -174,6 +174,10 @@ class Retriever:
         v.setflags(write=False)
         return v
 
+    def clear_cache(self) -> None:
+        """Forget remembered question vectors (benchmarks time embedding afresh)."""
+        self._vector.cache_clear()
+
     def nearest_is_in_domain(self, vector: np.ndarray) -> bool:
         return float((self._scope_in @ vector).max()) > float((self._scope_out @ vector).max())
 

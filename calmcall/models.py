@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 LANGS = ("en", "sv", "hu", "it", "nl")
@@ -80,7 +82,7 @@ class Citation(BaseModel):
 class StepVerdict(BaseModel):
     step: str
     title: str
-    status: str  # "covered" | "partly" | "missing"
+    status: Literal["covered", "partly", "missing"]
     required: bool
     evidence: str = ""  # the learner's own sentence
     confidence: float = 0.0
@@ -99,6 +101,34 @@ class AntiPatternHit(BaseModel):
     title: str = ""
     evidence: str
     passages: list[Citation] = Field(default_factory=list)
+
+
+class HarmHit(BaseModel):
+    """Conduct a coach disqualifies (threat, insult, privacy breach, …): shown, never hidden."""
+
+    id: str
+    title: str = ""
+    severity: int = 3
+    evidence: str
+    why: str = ""
+
+
+AlertKind = Literal["harm", "injection", "off_topic", "copied", "sarcasm", "keyword_list", "too_short",
+                    "repetitive", "anti_pattern", "language", "truncated"]
+
+
+class Alert(BaseModel):
+    kind: AlertKind
+    message: str
+
+
+class Summary(BaseModel):
+    """What a learner reads first: the score, the one fix that matters most, and warnings."""
+
+    score: int
+    headline: str
+    top_fix: str = ""
+    alerts: list[Alert] = Field(default_factory=list)
 
 
 class ConflictNote(BaseModel):
@@ -123,6 +153,8 @@ class GradeReport(BaseModel):
     model_answer: str
     flags: dict[str, bool] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    harms: list[HarmHit] = Field(default_factory=list)
+    summary: Summary | None = None
 
 
 class AskResult(BaseModel):

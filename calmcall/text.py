@@ -79,13 +79,25 @@ _INJECTION = re.compile(
 
 @dataclass
 class Unit:
-    """A sentence or a clause of it; ``sentence`` is what we quote back as evidence."""
+    """A sentence or a clause of it; ``sentence`` is what we quote back as evidence.
+
+    The flags are read once here, so the matcher and the scoring policy never re-parse."""
 
     text: str
     sentence: str
     index: int  # sentence number
     # (sentence units) its clause units follow it and together cover all of it
     complete: bool = False
+    negated: bool = False  # the speaker denies doing it ("I would not apologise")
+    others: bool = False  # about someone else ("Some colleagues shout back")
+    heading: bool = False  # "Personalise the call:" before what the candidate actually does
+    kind: str = "sentence"  # "sentence" | "clause" | "item" (of a comma list)
+
+    @property
+    def condition(self) -> bool:
+        """Opens with "if"/"when": circumstances, not (only) the candidate's action."""
+        toks = words(self.text)
+        return bool(toks) and toks[0] in _CONDITIONAL
 
 
 def words(text: str) -> list[str]:
@@ -104,19 +116,159 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+# First-person subjects: a clause with its own subject does not inherit a negation.
+FIRST_PERSON = {
+    "en": {"i", "i'd", "i'll", "i'm", "i've", "we", "we'd", "we'll"},
+    "sv": {"jag", "vi"}, "hu": {"én", "mi"}, "it": {"io", "noi"}, "nl": {"ik", "we", "wij"},
+    "de": {"ich", "wir"}, "es": {"yo", "nosotros"}, "fr": {"je", "j", "nous"},
+}
+# "Some colleagues shout back": a behaviour described as someone else's is not the
+# candidate's (neither an anti-pattern held against them nor a step credited to them).
+_OTHERS = {
+    "en": r"^(?:(?:some|many|most|other|a lot of|lots of|plenty of|too many|my|our)\s+)?(?:colleagues?|co-?workers|agents|reps|people|staff|operators|others|managers)\b"
+          r"|^(?:some|many|most) (?:of them|people)\b|^others\b|^they\b(?=.*\bi\b)",
+    "sv": r"^(?:(?:vissa|många|de flesta|andra|en del)\s+)?(?:kollegor|kolleger|handläggare|agenter|folk|personer|andra)\b|^vissa\b",
+    "hu": r"^(?:(?:egyes|sok|néhány|más|a legtöbb)\s+)?(?:kolléga|kollégák|munkatárs|ügyintéző|ember)\w*\b|^vannak, akik\b|^egyesek\b",
+    "it": r"^(?:(?:alcuni|molti|tanti|altri|certi|la maggior parte dei)\s+)?(?:colleghi|operatori|agenti|persone)\b|^alcuni\b|^c'è chi\b",
+    "nl": r"^(?:(?:sommige|veel|de meeste|andere)\s+)?(?:collega's|collegas|medewerkers|agenten|mensen)\b|^sommigen\b",
+    "de": r"^(?:(?:manche|viele|einige|andere|die meisten)\s+)?(?:kollegen|kolleginnen|mitarbeiter|agenten|leute)\b|^manche\b",
+    "es": r"^(?:(?:algunos|muchos|otros|la mayoría de)\s+)?(?:compañeros|colegas|agentes|operadores|personas)\b|^algunos\b|^hay quien\b",
+    "fr": r"^(?:(?:certains|beaucoup de|d'autres|la plupart des)\s+)?(?:collègues|agents|conseillers|gens|personnes)\b|^certains\b|^d'autres\b",
+}
+# "Instead of shouting back, I lower my voice": what follows the marker is rejected.
+_INSTEAD = {
+    "en": r"\b(?:instead of|rather than)\b", "sv": r"\b(?:istället för|i stället för|snarare än)\b",
+    "hu": r"\b(?:ahelyett, hogy|ahelyett hogy|helyett)\b", "it": r"\b(?:invece di|anziché|piuttosto che)\b",
+    "nl": r"\b(?:in plaats van|liever dan)\b", "de": r"\b(?:statt|anstatt|anstelle)\b",
+    "es": r"\b(?:en lugar de|en vez de)\b", "fr": r"\b(?:au lieu de|plutôt que de|plutôt que)\b",
+}
+# delimiters after which a clause starts afresh (a contrast): no negation carried over
+_CONTRAST = {"but", "instead", "men", "utan", "de", "hanem", "ma", "maar", "aber", "sondern", "pero", "sino", "mais"}
+# "Personalise the call: I'd use their name, loudly…" — a short label before a colon
+_HEADING = re.compile(r"^([^:\"“”«»]{2,48}):\s+(?=\S)")
+
+
+def _split_clauses(sentence: str, lang: str) -> list[tuple[str, str]]:
+    """(clause, the delimiter before it) for each clause of ``sentence``."""
+    pattern = re.compile("(" + _CLAUSE_SPLIT.get(lang, _CLAUSE_SPLIT["en"]) + ")", re.IGNORECASE)
+    out: list[tuple[str, str]] = []
+    delim = ""
+    for i, piece in enumerate(pattern.split(sentence)):
+        if piece is None:
+            continue
+        if i % 2:  # a delimiter
+            delim = piece
+            continue
+        piece = piece.strip(" ,;")
+        if piece:
+            out.append((piece, delim.strip(" ,;").lower()))
+            delim = ""
+    return out
+
+
+# words that open a subordinate clause: ", because …", ", hogy …" is no list item
+_SUBORDINATORS = {
+    "that", "because", "which", "who", "if", "when", "since", "so", "as", "while", "until", "even", "but",
+    "att", "eftersom", "som", "om", "när", "för", "hogy", "mert", "ha", "amikor", "ami", "amit", "aki",
+    "perché", "che", "se", "quando", "mentre", "anche", "omdat", "dat", "die", "als", "wanneer", "zodat",
+    "weil", "dass", "wenn", "ob", "damit", "porque", "que", "si", "cuando", "aunque", "parce", "car", "qui",
+    "lorsque", "quand", "même", "på", "in", "for", "with", "in", "to",
+}
+_CONJ = {"and", "och", "és", "e", "en", "und", "y", "et", "or", "eller", "vagy", "o", "of", "oder", "ou"}
+
+
+def _list_items(clause: str, before_conj: bool = False) -> list[str]:
+    """"stay calm, listen actively, show empathy" -> its items, when it is such a list of
+    short verb phrases (each of 2-7 words, none a subordinate clause; three or more, or two
+    before "and …"); else []."""
+    if re.search(r"[\"“”«»„]", clause):  # quoted words to the caller are not a list
+        return []
+    items = [c.strip() for c in re.split(r",\s*", clause) if c.strip()]
+    if len(items) < (2 if before_conj else 3):
+        return []
+    if any(words(c)[:1] and words(c)[0] in _SUBORDINATORS for c in items[1:]):
+        return []
+    lens = [len(c.split()) for c in items]
+    if max(lens) > 7 or sum(n >= 2 for n in lens) < max(2, 0.6 * len(items)):
+        return []
+    return items
+
+
+def _own_subject(text: str, lang: str) -> bool:
+    toks = words(text)[:3]
+    return any(t in FIRST_PERSON.get(lang, FIRST_PERSON["en"]) for t in toks)
+
+
+def is_others(text: str, lang: str) -> bool:
+    """Is this clause about what someone else does ("Some agents read a script")?"""
+    low = " ".join(words(text))
+    pattern = _OTHERS.get(lang, _OTHERS["en"])
+    return bool(re.search(pattern, low)) or (lang != "en" and bool(re.search(_OTHERS["en"], low)))
+
+
 def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
-    """Sentences plus their clauses, capped (at a sentence boundary) so a 1 MB paste
-    grades in bounded time."""
-    pattern = re.compile(_CLAUSE_SPLIT.get(lang, _CLAUSE_SPLIT["en"]), re.IGNORECASE)
+    """Sentences plus their clauses (and the items of a list of short verb phrases), each
+    with its negation, attribution and heading read once; capped (at a sentence boundary)
+    so a 1 MB paste grades in bounded time."""
     result: list[Unit] = []
+    instead = re.compile(_INSTEAD.get(lang, _INSTEAD["en"]), re.IGNORECASE)
     for i, sentence in enumerate(split_sentences(text)):
-        clauses = [c.strip(" ,;") for c in pattern.split(sentence) if c and c.strip(" ,;")]
-        items = [c.strip() for c in re.split(r"[,;/]", sentence) if c.strip()]
-        if len(items) >= 3 and all(len(c.split()) <= 4 for c in items) and not is_statement(sentence, lang):
-            clauses = items  # "listen, stay calm, empathy, apologise": one unit per keyword
-        kept = [c for c in clauses if len(c.split()) >= 2 or c in items] if len(clauses) > 1 else []
-        group = [Unit(sentence, sentence, i, complete=bool(kept) and len(kept) == len(clauses))]
-        group += [Unit(c, sentence, i) for c in kept]
+        body, heading = sentence, None
+        m = _HEADING.match(sentence)
+        if m and not _own_subject(m.group(1), lang) and len(m.group(1).split()) <= 5:
+            heading, body = m.group(1).strip(), sentence[m.end():]
+        pieces: list[tuple[str, str, str]] = []  # (text, delimiter, kind)
+        items = [c.strip() for c in re.split(r"[,;/]", body) if c.strip()]
+        if len(items) >= 3 and all(len(c.split()) <= 4 for c in items) and not is_statement(body, lang) \
+                and not _list_items(body):
+            pieces = [(c, ",", "item") for c in items]  # "listen, calm, empathy": keywords
+        else:
+            clauses = _split_clauses(body, lang)
+            for ci, (clause, delim) in enumerate(clauses):
+                nxt = clauses[ci + 1][1] if ci + 1 < len(clauses) else ""
+                sub = _list_items(clause, before_conj=nxt in _CONJ or nxt.endswith(tuple(f" {c}" for c in _CONJ)))
+                if sub:
+                    pieces += [(sub[0], delim, "item")] + [(c, ",", "item") for c in sub[1:]]
+                else:
+                    # "instead of yelling back I lower my voice": the rejected part apart
+                    mi = instead.search(clause)
+                    if mi and mi.start() > 0 and len(clause[:mi.start()].split()) >= 2:
+                        rest = re.split(r",\s*", clause[mi.start():], maxsplit=1)
+                        pieces += [(clause[:mi.start()].strip(" ,"), delim, "clause"),
+                                   (rest[0].strip(" ,"), "instead", "clause")]
+                        if len(rest) > 1 and rest[1].strip():
+                            pieces.append((rest[1].strip(), ",", "clause"))
+                    elif mi:
+                        rest = re.split(r",\s*", clause[mi.end():], maxsplit=1)
+                        pieces.append((clause[:mi.end()] + rest[0], delim, "clause"))
+                        if len(rest) > 1 and rest[1].strip():
+                            pieces.append((rest[1].strip(), ",", "clause"))
+                    else:
+                        pieces.append((clause, delim, "clause"))
+        # negation carries over to a clause with no subject of its own ("I wouldn't yell
+        # or argue, and hang up" … "hang up" is denied too), never across a contrast
+        kept: list[Unit] = []
+        carry = False
+        for n, (ptext, delim, kind) in enumerate(pieces):
+            rejected = bool(instead.match(ptext))
+            own_neg = is_negated(ptext, lang)
+            if n == 0 or delim in _CONTRAST or delim == "instead" or _own_subject(ptext, lang):
+                negated = own_neg
+            else:
+                negated = own_neg or carry
+            negated = negated or rejected
+            # "if that doesn't help, I end the call": a condition denies nothing after it
+            carry = negated and not rejected and not (words(ptext)[:1] and words(ptext)[0] in _CONDITIONAL)
+            listed = any(k == "item" for _, _, k in pieces)  # "…, listen and apologise"
+            if len(ptext.split()) >= 2 or listed or len(pieces) == 1:
+                kept.append(Unit(ptext, sentence, i, negated=negated, others=is_others(ptext, lang), kind=kind))
+        whole_neg = is_negated(body, lang)
+        group = [Unit(sentence, sentence, i, negated=whole_neg, others=is_others(body, lang))]
+        if heading:
+            group.append(Unit(heading, sentence, i, heading=True, kind="clause"))
+        if len(pieces) > 1 or heading:
+            group[0].complete = len(kept) == len(pieces)
+            group += kept
         if len(group) > max_units:  # one enormous sentence: keep what fits, embed it whole
             group = group[:max_units]
             group[0].complete = False
@@ -130,13 +282,37 @@ _FINAL_NEGATION = {"nl", "de"}  # "Ik onderbreek de klant niet", "Ich unterbrech
 _FIRST_PERSON = {"nl": {"ik", "we", "wij"}, "de": {"ich", "wir"}}
 
 
+# "There's no situation where I wouldn't apologise", "I'd never not listen": two
+# negations, one inside a relative clause or right after the other, affirm.
+_RELATIVE = {"where", "when", "that", "which", "in", "där", "när", "som", "ahol", "amikor", "amit",
+             "dove", "quando", "che", "cui", "waar", "waarin", "wanneer", "dat", "die", "wo", "wenn",
+             "in", "der", "die", "das", "donde", "cuando", "que", "en", "où", "quand", "qu"}
+
+
+_CONDITIONAL = {"if", "unless", "when", "whenever", "ha", "om", "se", "als", "wenn", "falls", "si", "quand",
+                "cuando", "quando", "wanneer", "när", "amikor", "mikor", "qualora", "indien"}
+
+
+def _double_negative(toks: list[str], vocab: set[str]) -> bool:
+    neg = [i for i, t in enumerate(toks) if t in vocab or t.endswith("n't")]
+    if len(neg) < 2:
+        return False
+    a, b = neg[0], neg[1]
+    if b == a + 1:  # "never not", "nie nicht"
+        return True
+    return a <= 3 and any(t in _RELATIVE for t in toks[a + 1:b]) and b - a <= 8
+
+
 def is_negated(text: str, lang: str) -> bool:
     """Does the speaker deny doing something ("I would not apologise", "Jag avbryter inte",
     "Nem kérnék bocsánatot")? Only a negation near the start of the clause counts, so a
-    subordinate "... if it didn't" does not flip a whole sentence."""
+    subordinate "... if it didn't" does not flip a whole sentence; a double negative
+    ("there's no call where I wouldn't listen") affirms."""
     vocab = NEGATIONS.get(lang, NEGATIONS["en"])
     toks = words(text.split(",")[0])
     head = toks[:4]
+    if _double_negative(words(text), vocab):
+        return False
     if any(t in vocab or t.endswith("n't") for t in head):
         return True
     if lang == "fr" and ("n'" in " ".join(head) or "ne" in head):

@@ -1,9 +1,14 @@
-"""Fit the grader's similarity thresholds on the DEV half of eval/grading.jsonl (odd ids)
-and report the held-out TEST half (even ids) — ``python eval/calibrate_grader.py [--write]``.
+"""Fit the grader's scoring policy for the current embedder — ``python eval/calibrate_grader.py [--write]``.
 
-``--write`` stores the best thresholds for the current embedder in
-knowledge/grading_calibration.yaml (keyed by the embedder's manifest id). Thresholds are
-model-specific: a raw cosine means different things for different models.
+Fitted on the odd-numbered ("fit") halves of eval/grading.jsonl and eval/grading_shapes.jsonl;
+the even halves are held out, and eval/grading_redteam.jsonl (written blind) is never read
+here. Two stages:
+1. similarity thresholds (covered / partly / anti / margin) on a small grid, maximising step
+   F1 + Spearman, subject to every answer a coach gives <= 10 scoring <= 20;
+2. the score curve: an isotonic regression of the coach's grade on the raw coverage score,
+   over answers no cap applies to, so the score means what a coach's 0-100 means.
+
+``--write`` stores the result under the embedder's id in knowledge/grading_policy.yaml.
 """
 
 from __future__ import annotations
@@ -22,76 +27,111 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from calmcall.coach import Coach  # noqa: E402
-from calmcall.grading import Thresholds  # noqa: E402
+from calmcall.policy import POLICY_FILE  # noqa: E402
 
-HARD = ("harmful", "off_topic", "injection", "negation", "keyword_list")
+FIT_SETS = ("grading.jsonl", "grading_shapes.jsonl")
+CAPPED = ("injection", "keyword_list", "off_topic", "too_short", "harm", "copied", "sarcasm", "repetitive")
 
 
-def metrics(coach, rows):
+def rows_of(half: str) -> list[dict]:
+    out = []
+    for name in FIT_SETS:
+        for line in (HERE / name).read_text("utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                odd = int("".join(c for c in row["id"] if c.isdigit())) % 2 == 1
+                if odd == (half == "fit"):
+                    out.append(row)
+    return out
+
+
+def run(grader, rows):
     from scipy.stats import spearmanr
 
     tp = fp = fn = 0
-    scores, labels, hard_max = [], [], 0
+    scored = []
     for row in rows:
-        rep = coach.grade(row["answer"], row["question"])
-        scores.append(rep.score)
-        labels.append(row["grade"])
-        pred = {v.step: v.status != "missing" for v in rep.steps}
+        q, _, _ = grader.resolve_question(row["question"])
+        s = grader.score(q, grader.matcher.match(grader.matcher.parse(row["answer"])))
+        scored.append(s)
         for step, gold in row["steps"].items():
-            g, p = gold != "missing", pred.get(step, False)
+            if step not in q.expected:
+                continue
+            g, p = gold != "missing", s.statuses[step] != "missing"
             tp += g and p
             fp += p and not g
             fn += g and not p
-        if row["case"] in HARD:
-            hard_max = max(hard_max, rep.score)
     prec, rec = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
     f1 = 2 * prec * rec / max(prec + rec, 1e-9)
-    return {"spearman": float(spearmanr(scores, labels).statistic), "f1": f1, "hard_max": hard_max}
+    scores = [s.score for s in scored]
+    rho = float(spearmanr(scores, [r["grade"] for r in rows]).statistic)
+    low_max = max((s.score for s, r in zip(scored, rows) if r["grade"] <= 10), default=0)
+    return {"spearman": rho, "f1": f1, "low_max": low_max}, scored
+
+
+def fit_curve(scored, rows) -> list[list[float]]:
+    from sklearn.isotonic import IsotonicRegression
+
+    xs, ys = [], []
+    for s, r in zip(scored, rows):
+        if not any(s.flags.get(f) for f in CAPPED) and not r.get("harm") and not r.get("copied"):
+            xs.append(max(0.0, min(100.0, s.raw)))
+            ys.append(r["grade"])
+    iso = IsotonicRegression(y_min=0, y_max=100, increasing=True, out_of_bounds="clip").fit(xs, ys)
+    knots = np.linspace(0, 100, 11)
+    values = np.maximum.accumulate(iso.predict(knots))
+    return [[float(k), round(float(v), 1)] for k, v in zip(knots, values)]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="keep the thresholds, fit only the curve")
     args = parser.parse_args()
-    rows = [json.loads(x) for x in (HERE / "grading.jsonl").read_text().splitlines() if x.strip()]
-    dev = [r for r in rows if int(r["id"][1:]) % 2 == 1]
-    test = [r for r in rows if int(r["id"][1:]) % 2 == 0]
+    fit, held = rows_of("fit"), rows_of("held-out")
     coach = Coach()
     grader = coach.grader
+    policy = grader.policy
     original_query = coach.embedder.query
 
-    @lru_cache(maxsize=100_000)
+    @lru_cache(maxsize=200_000)
     def cached(texts: tuple[str, ...]):
         return original_query(list(texts))
 
     coach.embedder.query = lambda texts: cached(tuple(texts))
+    policy.curve = [[0.0, 0.0], [100.0, 100.0]]
     best = None
-    grid = itertools.product(
-        np.arange(0.885, 0.931, 0.005), [0.006, 0.012, 0.02], [0.005, 0.012, 0.02, 0.03], [0.9, 0.91, 0.92, 0.93]
-    )
+    grid = [(policy.covered, policy.covered - policy.partly, policy.margin, policy.anti)] if args.quick else \
+        itertools.product(np.arange(0.895, 0.926, 0.005), [0.006, 0.012, 0.02], [0.005, 0.012], [0.9, 0.91, 0.92])
     for covered, gap, margin, anti in grid:
-        grader.thresholds = Thresholds(covered=float(covered), partly=float(covered - gap), anti=anti, margin=margin)
-        m = metrics(coach, dev)
-        if m["hard_max"] > 20:
+        policy.covered, policy.partly, policy.margin, policy.anti = float(covered), float(covered - gap), float(margin), float(anti)
+        m, _ = run(grader, fit)
+        if m["low_max"] > 20:
             continue
         objective = m["f1"] + m["spearman"]
         if best is None or objective > best[0]:
-            best = (objective, grader.thresholds, m)
-    _, th, m_dev = best
-    grader.thresholds = th
-    m_test = metrics(coach, test)
-    m_all = metrics(coach, rows)
-    print(f"best thresholds: {th}")
-    for name, m in (("dev", m_dev), ("test", m_test), ("all", m_all)):
-        print(f"{name:5} Spearman {m['spearman']:.3f}  step F1 {m['f1']:.3f}  hard max {m['hard_max']}")
+            best = (objective, (policy.covered, policy.partly, policy.margin, policy.anti), m)
+    if best is None:
+        print("no setting keeps every answer labelled <= 10 at <= 20 on the fit half")
+        return 1
+    policy.covered, policy.partly, policy.margin, policy.anti = best[1]
+    _, scored = run(grader, fit)
+    policy.curve = fit_curve(scored, fit)
+    m_fit, _ = run(grader, fit)
+    m_held, _ = run(grader, held)
+    print(f"thresholds covered {policy.covered:.3f} partly {policy.partly:.3f} margin {policy.margin:.3f} anti {policy.anti:.3f}")
+    print(f"curve {policy.curve}")
+    for name, m in (("fit", m_fit), ("held-out", m_held)):
+        print(f"{name:9} Spearman {m['spearman']:.3f}  step F1 {m['f1']:.3f}  max score of a <=10 answer {m['low_max']}")
     if args.write:
-        path = coach.settings.knowledge_dir / "grading_calibration.yaml"
-        data = yaml.safe_load(path.read_text()) if path.exists() else {}
-        data = data or {}
-        data[coach.embedder.manifest_id] = {k: round(float(v), 4) for k, v in th.__dict__.items()}
-        header = "# Grader thresholds per embedder, fitted on the dev half of eval/grading.jsonl\n"
-        header += "# by eval/calibrate_grader.py (test half reported separately in README).\n"
-        path.write_text(header + yaml.safe_dump(data, sort_keys=True))
+        path = coach.settings.knowledge_dir / POLICY_FILE
+        data = yaml.safe_load(path.read_text("utf-8")) if path.exists() else {}
+        entry = {"covered": round(policy.covered, 4), "partly": round(policy.partly, 4),
+                 "margin": round(policy.margin, 4), "anti": round(policy.anti, 4), "curve": policy.curve}
+        data.setdefault("embedders", {})[coach.embedder.manifest_id] = {
+            **(data.get("embedders", {}).get(coach.embedder.manifest_id) or {}), **entry}
+        header = path.read_text("utf-8").split("defaults:")[0] if path.exists() else ""
+        path.write_text(header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None))
         print(f"written to {path}")
     return 0
 

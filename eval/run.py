@@ -25,7 +25,6 @@ sys.path.insert(0, str(HERE.parent))
 
 from calmcall.coach import Coach  # noqa: E402
 
-HARD_CASES = ("harmful", "off_topic", "injection", "negation", "keyword_list")
 
 
 def load(name: str) -> list[dict]:
@@ -76,23 +75,30 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def eval_grading(coach: Coach, show: bool = False) -> dict:
-    rows = load("grading.jsonl")
-    scores, labels = [], []
+GRADING_SETS = {
+    # name: (file, what it is)
+    "dev": ("grading.jsonl", "written with the grader, odd ids fitted on"),
+    "shapes": ("grading_shapes.jsonl", "new shapes, odd ids fitted on"),
+    "redteam": ("grading_redteam.jsonl", "frozen, written blind, never fitted on"),
+}
+
+
+def _half(row: dict) -> str:
+    return "fit" if int("".join(ch for ch in row["id"] if ch.isdigit()) or 0) % 2 == 1 else "held-out"
+
+
+def grading_metrics(reports: list, rows: list[dict]) -> dict:
+    """Spearman, step micro P/R/F1 (covered or partly = present), the worst score of an
+    answer a coach gives <= 10 (must be <= 20) and of a copied answer (must be <= 40)."""
     tp = fp = fn = 0
     per_step = defaultdict(lambda: [0, 0, 0])
-    hard = []
-    lat = []
-    for row in rows:
-        t = time.perf_counter()
-        rep = coach.grade(row["answer"], row["question"])
-        lat.append(time.perf_counter() - t)
-        scores.append(rep.score)
-        labels.append(row["grade"])
+    for rep, row in zip(reports, rows):
         pred = {v.step: v.status for v in rep.steps}
         for step, gold in row["steps"].items():
+            if step not in pred:
+                continue  # a step the question does not ask for (labelled as extra)
             g = gold in ("covered", "partly")
-            p = pred.get(step, "missing") in ("covered", "partly")
+            p = pred[step] in ("covered", "partly")
             if g and p:
                 tp += 1
                 per_step[step][0] += 1
@@ -102,29 +108,67 @@ def eval_grading(coach: Coach, show: bool = False) -> dict:
             elif g:
                 fn += 1
                 per_step[step][2] += 1
-        if row["case"] in HARD_CASES:
-            hard.append((row["id"], row["case"], row["language"], row["grade"], rep.score))
-        if show and abs(rep.score - row["grade"]) > 25:
-            print(f"  {row['id']} {row['case']:12} label {row['grade']:3d} got {rep.score:3d}: {row['answer'][:90]!r}")
-    rho = spearman(scores, labels)
     prec = tp / max(tp + fp, 1)
     rec = tp / max(tp + fn, 1)
-    f1 = 2 * prec * rec / max(prec + rec, 1e-9)
-    print(f"answers: {len(rows)}  Spearman(score, label) = {rho:.3f}")
-    print(f"step micro P/R/F1 = {prec:.3f} / {rec:.3f} / {f1:.3f}   (covered or partly = present)")
-    print(f"{'step':22} {'P':>5} {'R':>5} {'F1':>5}")
-    for step, (a, b, c) in sorted(per_step.items()):
-        p = a / max(a + b, 1)
-        r = a / max(a + c, 1)
-        print(f"{step:22} {p:5.2f} {r:5.2f} {2 * p * r / max(p + r, 1e-9):5.2f}")
-    print(f"{'hard case':10} {'id':6} {'lang':4} {'label':>5} {'score':>5}")
-    for hid, case, lang, label, score in hard:
-        print(f"{case:12} {hid:6} {lang:4} {label:5d} {score:5d}")
-    hard_max = max((h[4] for h in hard), default=0)
+    scores = [r.score for r in reports]
+    labels = [row["grade"] for row in rows]
+    low = [r.score for r, row in zip(reports, rows) if row["grade"] <= 10]
+    copied = [r.score for r, row in zip(reports, rows) if row.get("copied") or row.get("case") == "copied"]
+    return {
+        "n": len(rows),
+        "spearman": spearman(scores, labels) if len(rows) > 2 else float("nan"),
+        "precision": prec, "recall": rec, "micro_f1": 2 * prec * rec / max(prec + rec, 1e-9),
+        "low_max": max(low, default=0), "copied_max": max(copied, default=0),
+        "mae": sum(abs(a - b) for a, b in zip(scores, labels)) / max(len(rows), 1),
+        "per_step": per_step,
+    }
+
+
+def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "redteam")) -> dict:
     import numpy as np
 
+    out: dict[str, dict] = {}
+    lat = []
+    for name in sets:
+        fname, what = GRADING_SETS[name]
+        if not (HERE / fname).exists():
+            continue
+        rows = load(fname)
+        reports = []
+        for row in rows:
+            t = time.perf_counter()
+            reports.append(coach.grade(row["answer"], row["question"]))
+            lat.append(time.perf_counter() - t)
+        m = grading_metrics(reports, rows)
+        print(f"-- {name}: {fname} ({what})")
+        print(f"   answers {m['n']}  Spearman {m['spearman']:.3f}  step P/R/F1 {m['precision']:.3f} / "
+              f"{m['recall']:.3f} / {m['micro_f1']:.3f}  MAE {m['mae']:.1f}  "
+              f"max score of a <=10 answer {m['low_max']}  of a copied answer {m['copied_max']}")
+        halves = {}
+        for half in ("fit", "held-out"):
+            idx = [i for i, r in enumerate(rows) if _half(r) == half]
+            if name != "redteam" and idx:
+                hm = grading_metrics([reports[i] for i in idx], [rows[i] for i in idx])
+                halves[half] = hm
+                print(f"   {half:8} n {hm['n']:3d}  Spearman {hm['spearman']:.3f}  F1 {hm['micro_f1']:.3f}")
+        # per shape: where it goes wrong
+        shapes = defaultdict(list)
+        for rep, row in zip(reports, rows):
+            shapes[row.get("case") or row.get("shape") or "?"].append((row["grade"], rep.score, row["id"]))
+        print(f"   {'shape':22} {'n':>3} {'label':>6} {'score':>6}  worst (id label->score)")
+        for shape, items in sorted(shapes.items()):
+            worst = max(items, key=lambda x: abs(x[0] - x[1]))
+            print(f"   {shape:22} {len(items):3d} {sum(x[0] for x in items) / len(items):6.1f} "
+                  f"{sum(x[1] for x in items) / len(items):6.1f}  {worst[2]} {worst[0]}->{worst[1]}")
+        if show:
+            for rep, row in zip(reports, rows):
+                if abs(rep.score - row["grade"]) > 25:
+                    print(f"   ! {row['id']} {row.get('case', row.get('shape')):14} label {row['grade']:3d} "
+                          f"got {rep.score:3d}: {row['answer'][:100]!r}")
+        m["halves"] = halves
+        out[name] = m
     print(f"grade latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, p95 {np.percentile(lat, 95) * 1000:.0f} ms")
-    return {"spearman": rho, "micro_f1": f1, "precision": prec, "recall": rec, "hard_max": hard_max}
+    return out
 
 
 def eval_ask(coach: Coach) -> dict:
@@ -164,12 +208,19 @@ def main() -> int:
     if args.what in ("grading", "all"):
         print("== grading ==")
         g = eval_grading(coach, show=args.show)
-        if g["spearman"] < th["grading"]["spearman_min"]:
-            failures.append(f"grading Spearman {g['spearman']:.3f}")
-        if g["micro_f1"] < th["grading"]["step_micro_f1_min"]:
-            failures.append(f"step micro-F1 {g['micro_f1']:.3f}")
-        if g["hard_max"] > th["grading"]["hard_case_max_score"]:
-            failures.append(f"a hard-case answer scored {g['hard_max']}")
+        for name, floors in th["grading"].items():
+            m = g.get(name)
+            if m is None:
+                failures.append(f"grading set {name} missing")
+                continue
+            if m["spearman"] < floors["spearman_min"]:
+                failures.append(f"grading {name} Spearman {m['spearman']:.3f}")
+            if m["micro_f1"] < floors["step_micro_f1_min"]:
+                failures.append(f"grading {name} step micro-F1 {m['micro_f1']:.3f}")
+            if m["low_max"] > floors["low_label_max_score"]:
+                failures.append(f"grading {name}: an answer labelled <= 10 scored {m['low_max']}")
+            if m["copied_max"] > floors["copied_max_score"]:
+                failures.append(f"grading {name}: a copied answer scored {m['copied_max']}")
     if args.what in ("ask", "all"):
         print("== ask ==")
         a = eval_ask(coach)

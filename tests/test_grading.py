@@ -272,6 +272,6 @@ def test_a_sentence_vector_from_its_clauses_is_close_to_its_own(coach):
     g.clear_cache()
     us = units("I would listen to the whole story, then I would apologise and offer two options.", "en")
     assert len(us) > 2
-    derived = g._embed_units(us)[0]
+    derived = g.matcher.embed_units(us)[0]
     direct = coach.embedder.query([us[0].text])[0]
     assert float(derived @ direct) > 0.93

@@ -1,0 +1,245 @@
+"""The public step matcher: a parsed answer (or any reply) in, typed evidence per unit out —
+which step, anti-pattern or harm a unit shows, affirmed or denied, how sure, and the span.
+
+The grader scores this evidence; the role-play caller reacts to it. Every number it uses
+comes from the scoring policy's data file (``knowledge/grading_policy.yaml``).
+
+How a unit is read: its vector is compared with every catalogue phrasing (steps,
+anti-patterns, harms, hard negatives, eight languages) and given to a linear probe trained
+on them. A step is credited when it is the unit's nearest item (or the probe names it and
+it is close enough), it clears the policy's thresholds, and the unit is the candidate's own
+affirmed action — not denied, not about someone else, not sarcasm, not a heading.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .catalogue import Catalogue, StepBridge
+from .parsing import ParsedAnswer, parse
+from .policy import ScoringPolicy
+from .text import is_negated, mentions_in, padded_words, words
+
+Kind = Literal["step", "anti", "harm"]
+Polarity = Literal["affirmed", "denied"]
+Source = Literal["nearest", "probe", "cue", "denial", "tone"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One reading of one unit: the unit shows (or denies) this catalogue item."""
+
+    kind: Kind
+    item: str
+    unit: int  # index into ParsedAnswer.units
+    span: str  # the learner's sentence (what the report quotes)
+    polarity: Polarity
+    confidence: float  # the similarity the decision rests on (policy thresholds apply)
+    source: Source
+
+
+@dataclass
+class Match:
+    parsed: ParsedAnswer
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def best(self, kind: Kind, polarity: Polarity = "affirmed") -> dict[str, Evidence]:
+        """Per item, the strongest evidence of that kind and polarity."""
+        out: dict[str, Evidence] = {}
+        for e in self.evidence:
+            if e.kind == kind and e.polarity == polarity:
+                if e.item not in out or e.confidence > out[e.item].confidence:
+                    out[e.item] = e
+        return out
+
+    def steps(self) -> set[str]:
+        return set(self.best("step"))
+
+
+class StepMatcher:
+    def __init__(self, embedder, catalogue: Catalogue, bridge: StepBridge, policy: ScoringPolicy,
+                 cache_size: int = 4096, max_chars: int = 20000):
+        self.embedder = embedder
+        self.catalogue = catalogue
+        self.bridge = bridge
+        self.policy = policy
+        self.max_chars = max_chars
+        self.cache_size = cache_size
+        self.probe = bridge.probe  # fitted (or read back) now, not on the first answer
+        self._vec_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._cues = {
+            item.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in item.cues.items()}
+            for item in [*catalogue.steps.values(), *catalogue.anti_patterns.values()]
+        }
+        self._harm_cues = {
+            h.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in h.cues.items()}
+            for h in catalogue.harms.values()
+        }
+        # a step's name in scare quotes ("I 'listen'") is mockery, not the step
+        self._step_words = tuple(sorted({
+            w for s in catalogue.steps.values() for cues in [*s.cues.values(), *[[t] for t in s.title.values()]]
+            for c in cues for w in words(c) if len(w) >= 4
+        }))
+        # Phrasings that are themselves negative ("I don't take it personally") let a
+        # negated answer sentence show a step.
+        order = {vid: i for i, vid in enumerate(bridge.ids)}
+        self._neg_phrasing = np.zeros(len(bridge.ids), dtype=bool)
+        for vid, (text, meta) in bridge.index.docs.items():
+            if vid in order:
+                self._neg_phrasing[order[vid]] = is_negated(text, meta["lang"])
+
+    # -- reading ----------------------------------------------------------------
+    def parse(self, text: str, lang: str | None = None) -> ParsedAnswer:
+        tone = self.catalogue.tone
+        return parse(text, self.max_chars, tone.sarcasm_markers, tone.contradicting_asides, lang=lang,
+                     step_words=self._step_words)
+
+    def match_text(self, text: str, lang: str | None = None) -> Match:
+        """Text in, evidence out: what role-play and voice call for each reply."""
+        return self.match(self.parse(text, lang))
+
+    # -- vectors ------------------------------------------------------------------
+    def _unit_vectors(self, texts: list[str]) -> np.ndarray:
+        """Query vectors, remembered for recent texts: a learner's second attempt mostly
+        repeats the first one's sentences, so only what changed is embedded again."""
+        out = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
+        with self._cache_lock:
+            todo = [i for i, t in enumerate(texts) if t not in self._vec_cache]
+            for i, t in enumerate(texts):
+                if t in self._vec_cache:
+                    out[i] = self._vec_cache[t]
+                    self._vec_cache.move_to_end(t)
+        if todo:
+            unique = list(dict.fromkeys(texts[i] for i in todo))
+            fresh = dict(zip(unique, self.embedder.query(unique)))
+            with self._cache_lock:
+                for i in todo:
+                    out[i] = fresh[texts[i]]
+                    self._vec_cache[texts[i]] = fresh[texts[i]].copy()  # not a view of the batch
+                while len(self._vec_cache) > self.cache_size:
+                    self._vec_cache.popitem(last=False)
+        return out
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._vec_cache.clear()
+
+    def embed_units(self, us) -> np.ndarray:
+        """Embed each clause once; a sentence split into clauses gets the length-weighted
+        mean of its clauses' vectors instead of a second pass over the same tokens. e5
+        mean-pools its token states, so the mean approximates the sentence's own vector,
+        and the encoder (~1 ms per token on 2 cores) is nearly all of grading's cost."""
+        whole = {u.index for u in us if u.complete}
+        parts: dict[int, list[int]] = {}
+        for i, u in enumerate(us):
+            if u.text != u.sentence and u.index in whole:
+                parts.setdefault(u.index, []).append(i)
+        direct = [i for i, u in enumerate(us) if u.text != u.sentence or u.index not in parts]
+        vecs = np.zeros((len(us), self.embedder.dim), dtype=np.float32)
+        if direct:
+            vecs[direct] = self._unit_vectors([us[i].text for i in direct])
+        for i, u in enumerate(us):
+            if u.text == u.sentence and u.index in parts:
+                idx = parts[u.index]
+                weights = np.array([len(us[k].text.split()) + 2 for k in idx], dtype=np.float32)
+                v = weights @ vecs[idx]
+                vecs[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return vecs
+
+    # -- matching ---------------------------------------------------------------
+    def _cue_hit(self, item_id: str, padded: str, lang: str, table=None) -> bool:
+        cues = (table or self._cues).get(item_id, {})
+        return mentions_in(padded, cues.get(lang, []) + cues.get("en", []))
+
+    def match(self, parsed: ParsedAnswer) -> Match:
+        """Credit steps, flag anti-patterns and harms unit by unit (module docstring)."""
+        us, lang = parsed.units, parsed.language
+        result = Match(parsed)
+        if not us:
+            return result
+        p = self.policy
+        vecs = self.embed_units(us)
+        sims = self.bridge.similarities(vecs)
+        probs_all = self.probe.probabilities(vecs)
+        step_probs = self.probe.kind_probabilities(vecs, "step", probs_all)
+        harm_probs = self.probe.kind_probabilities(vecs, "harm", probs_all)
+        add = result.evidence.append
+
+        for ui, u in enumerate(us):
+            low = padded_words(u.text)  # once per unit, not once per catalogue item
+            raw_steps = self.bridge.step_scores(sims[ui])
+            steps = dict(raw_steps)
+            for sid in steps:
+                if self._cue_hit(sid, low, lang):
+                    steps[sid] += p.cue_bonus
+            antis = self.bridge.anti_scores(sims[ui])
+            for aid in antis:
+                if self._cue_hit(aid, low, lang):
+                    antis[aid] += p.cue_bonus
+            none = self.bridge.none_score(sims[ui])
+            top_step = max(steps.values(), default=-1.0)
+            top_anti = max(antis.values(), default=-1.0)
+            top_any = max(top_step, top_anti, none - p.none_margin)
+            tone = parsed.sarcastic.get(u.index, "")
+            own = not u.others and not u.heading
+            n_words = len(words(u.text))
+
+            # harm: the candidate's own, affirmed, never diluted; cues need the probe's
+            # agreement so "when a caller calls me an idiot I stay calm" is not an insult
+            if own and (not u.negated or u.condition):
+                hs = self.bridge.harm_scores(sims[ui])
+                for hid, sim in hs.items():
+                    prob = harm_probs[ui].get(hid, 0.0)
+                    cue = self._cue_hit(hid, low, lang, self._harm_cues)
+                    if (cue and prob >= p.harm_cue_prob) or (prob >= p.harm_prob and sim >= p.harm_sim):
+                        add(Evidence("harm", hid, ui, u.sentence, "affirmed", round(sim, 4),
+                                     "cue" if cue else "probe"))
+            if tone and own and n_words >= 2:
+                add(Evidence("anti", "sarcasm", ui, u.sentence, "affirmed", 1.0, "tone"))
+
+            if not u.negated:
+                if not own or tone:
+                    continue  # someone else's behaviour, a heading, or sarcasm: no credit
+                for sid, score in steps.items():
+                    if score >= top_any - p.margin:
+                        add(Evidence("step", sid, ui, u.sentence, "affirmed", round(score, 4), "nearest"))
+                # the probe names the step a paraphrase shows when its nearest phrasing
+                # belongs to another step; it still has to be close to the step's phrasings
+                for sid, prob in step_probs[ui].items():
+                    if prob >= p.probe_min and raw_steps.get(sid, -1.0) >= p.partly - p.probe_slack:
+                        conf = max(steps[sid], p.covered) if prob >= p.probe_sure else steps[sid]
+                        add(Evidence("step", sid, ui, u.sentence, "affirmed", round(conf, 4), "probe"))
+                # only the unit's single nearest item can be an anti-pattern, and only in a
+                # clause long enough to describe an action
+                if antis and n_words >= p.min_anti_words:
+                    aid, score = max(antis.items(), key=lambda kv: kv[1])
+                    if score >= p.anti and score >= top_step + p.anti_margin and score >= none:
+                        add(Evidence("anti", aid, ui, u.sentence, "affirmed", round(score, 4), "nearest"))
+                continue
+            if u.complete or not own:
+                continue  # "I didn't interrupt, I just let him talk": each clause decides
+            # "I would never yell back" shows the step opposite to that anti-pattern;
+            # "I would not apologise" denies a step and earns nothing for it.
+            plain_antis = self.bridge.anti_scores(np.where(self._neg_phrasing, -1.0, sims[ui]))
+            for aid, score in antis.items():
+                if score >= max(p.anti, top_any - p.margin) and plain_antis.get(aid, -1.0) >= score - p.cue_bonus - p.margin:
+                    add(Evidence("anti", aid, ui, u.sentence, "denied", round(score, 4), "denial"))
+                    for sid in self.catalogue.anti_patterns[aid].opposite_steps:
+                        # a denial of a bad behaviour earns "partly" for its opposite step
+                        add(Evidence("step", sid, ui, u.sentence, "affirmed",
+                                     round(min(score, p.covered - 1e-4), 4), "denial"))
+            agreeing = self.bridge.step_scores(np.where(self._neg_phrasing, sims[ui], -1.0))
+            for sid, score in steps.items():
+                if score < top_any - p.margin:
+                    continue
+                if raw_steps[sid] >= p.covered and agreeing.get(sid, -1.0) >= raw_steps[sid] - p.margin:
+                    add(Evidence("step", sid, ui, u.sentence, "affirmed", round(score, 4), "nearest"))
+                elif score >= p.partly:
+                    add(Evidence("step", sid, ui, u.sentence, "denied", round(score, 4), "nearest"))
+        return result

@@ -1,0 +1,143 @@
+"""The scoring policy: every tuning number of the grader in one data file per embedder
+(``knowledge/grading_policy.yaml``, written by ``eval/calibrate_grader.py``), and the rule
+that turns the matcher's evidence into step statuses and a 0-100 score.
+
+Raw cosine similarities mean different things for different models, so the thresholds
+are per embedder; an embedder with no fitted entry gets ``defaults`` (and a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+
+log = logging.getLogger(__name__)
+
+Status = Literal["covered", "partly", "missing"]
+Flag = Literal["injection", "keyword_list", "off_topic", "too_short", "truncated", "harm", "copied",
+               "sarcasm", "repetitive"]
+FLAGS: tuple[str, ...] = Flag.__args__  # type: ignore[attr-defined]
+POLICY_FILE = "grading_policy.yaml"
+
+
+@dataclass
+class ScoringPolicy:
+    # similarity thresholds (cosine, this embedder)
+    covered: float = 0.91
+    partly: float = 0.898
+    anti: float = 0.9
+    margin: float = 0.005  # a step may trail the unit's nearest item by this much and still count
+    cue_bonus: float = 0.015  # a step's own cue word in the unit nudges a borderline match
+    anti_margin: float = 0.005  # an anti-pattern must be nearer than the nearest step
+    none_margin: float = 0.0  # a hard negative this close wins over a step
+    min_anti_words: int = 5
+    # the phrasing probe: credits a step it gives >= probe_min if the unit is within
+    # probe_slack of "partly"; from probe_sure on it counts as covered
+    probe_min: float = 0.45
+    probe_sure: float = 0.6
+    probe_slack: float = 0.02
+    # harm: a cue word with the probe's agreement, or the probe sure and the unit close
+    harm_cue_prob: float = 0.15
+    harm_prob: float = 0.5
+    harm_sim: float = 0.9
+    # credit and score
+    credit_covered: float = 1.0
+    credit_partly: float = 0.4
+    bonus_weight: float = 0.5
+    bonus_max: int = 2
+    extra_weight: float = 0.0  # documented steps beyond the question's
+    penalty_per_anti: float = 20.0
+    min_words: int = 12
+    caps: dict[str, float] = field(default_factory=lambda: {
+        "injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35, "harm": 10,
+        "copied": 40, "sarcasm": 15, "repetitive": 30,
+    })
+    # copied text: share of the answer's word n-grams found in the articles/translations
+    copy_ngram: int = 4
+    copy_share: float = 0.5
+    copy_min_words: int = 15
+    sarcasm_share: float = 0.34  # sentences in a sarcastic tone from which the answer is sarcasm
+    repetitive_share: float = 0.5  # repeated sentences from which padding is flagged
+    # raw coverage -> a coach's 0-100: piecewise-linear knots [[raw, score], ...]
+    curve: list[list[float]] = field(default_factory=lambda: [[0.0, 0.0], [100.0, 100.0]])
+
+    @classmethod
+    def load(cls, knowledge_dir: Path, embedder_id: str, bridge=None) -> ScoringPolicy:
+        path = Path(knowledge_dir) / POLICY_FILE
+        data = yaml.safe_load(path.read_text("utf-8")) if path.exists() else {}
+        data = data or {}
+        merged = dict(data.get("defaults") or {})
+        fitted = (data.get("embedders") or {}).get(embedder_id)
+        if fitted:
+            merged.update(fitted)
+        else:
+            log.warning("no grading policy fitted for %s: thresholds derived from the catalogue "
+                        "(run eval/calibrate_grader.py --write to fit them)", embedder_id)
+            if bridge is not None:
+                merged.update(derive_thresholds(bridge))
+        known = {f.name for f in fields(cls)}
+        unknown = set(merged) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown policy settings {sorted(unknown)}")
+        policy = cls(**merged)
+        if "caps" in merged:
+            policy.caps = {**cls().caps, **merged["caps"]}
+        return policy
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    # -- statuses and score ------------------------------------------------------
+    def status(self, confidence: float | None, statement: bool) -> Status:
+        if confidence is None:
+            return "missing"
+        if confidence >= self.covered:
+            return "covered" if statement else "partly"
+        if confidence >= self.partly:
+            return "partly"
+        return "missing"
+
+    def raw_score(self, required: list[Status], bonus: list[Status], extra: int, n_anti: int) -> float:
+        credit = {"covered": self.credit_covered, "partly": self.credit_partly, "missing": 0.0}
+        req = sum(credit[s] for s in required)
+        bon = sum(credit[s] for s in bonus)
+        denom = len(required) + self.bonus_weight * min(len(bonus), self.bonus_max)
+        raw = 100.0 * (req + self.bonus_weight * min(bon, self.bonus_max)) / max(denom, 1)
+        raw += self.extra_weight * extra
+        return raw - self.penalty_per_anti * n_anti
+
+    def calibrated(self, raw: float) -> float:
+        xs, ys = zip(*self.curve)
+        return float(np.interp(raw, xs, ys))
+
+    def score(self, raw: float, flags: dict[str, bool]) -> int:
+        value = self.calibrated(max(0.0, min(100.0, raw)))
+        for flag, cap in self.caps.items():
+            if flags.get(flag):
+                value = min(value, cap)
+        return int(round(max(0.0, min(100.0, value))))
+
+
+def derive_thresholds(bridge) -> dict[str, float]:
+    """For an embedder with no fitted policy: leave-one-out over the catalogue — how close
+    is a phrasing to the nearest *other* phrasing of its own step, versus to the nearest
+    phrasing of another step? The thresholds sit between those two distributions."""
+    rows = np.flatnonzero(bridge.kinds == "step")
+    sims = bridge.matrix[rows] @ bridge.matrix.T
+    same, other = [], []
+    for r_i, row in enumerate(rows):
+        s = sims[r_i].copy()
+        s[row] = -1.0
+        own = (bridge.items == bridge.items[row]) & (bridge.kinds == "step")
+        same.append(s[own].max())
+        other.append(s[~own].max())
+    same, other = np.array(same), np.array(other)
+    o50 = np.percentile(other, 50)
+    covered = float((np.percentile(same, 25) + o50) / 2)
+    partly = float(o50 - (np.percentile(same, 50) - o50) / 2)
+    return {"covered": covered, "partly": partly, "anti": covered, "harm_sim": covered}

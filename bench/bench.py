@@ -107,6 +107,25 @@ def main() -> int:
         ),
         long_answers,
     )
+    # side by side, interleaved: grading an answer afresh vs the bare encoder embedding the
+    # same answer's text (one pass over its sentences) — a ratio, robust on a shared machine
+    ratios, g_ms, e_ms = [], [], []
+    from calmcall.text import split_sentences
+
+    for a in long_answers * args.repeat:
+        coach.grader.clear_cache()
+        _, dg = timed(coach.grade, a["answer"], a["question"])
+        _, de = timed(coach.embedder.query, split_sentences(a["answer"]))
+        ratios.append(dg / de)
+        g_ms.append(dg * 1000)
+        e_ms.append(de * 1000)
+    results["grade_vs_encoder"] = {
+        "ratio_median": round(statistics.median(ratios), 2),
+        "ratio_p90": round(pct(ratios, 90), 2),
+        "grade_p50_ms": round(statistics.median(g_ms), 1),
+        "encoder_p50_ms": round(statistics.median(e_ms), 1),
+        "n": len(ratios),
+    }
     coach.grader.clear_cache()
     t = time.perf_counter()
     for a in answers:

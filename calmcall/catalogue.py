@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -19,11 +19,19 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, Field
 
-from .knowledge import Knowledge, KnowledgeError
+from .knowledge import Knowledge, KnowledgeError, load_yaml
 
 log = logging.getLogger(__name__)
 
 CATEGORIES = ("core", "abusive_caller", "after_call", "interview_delivery")
+
+
+class UnknownQuestion(KeyError):
+    """A question id that is not in ``knowledge/questions.yaml`` (a typo, not free text)."""
+
+    def __init__(self, qid: str):
+        super().__init__(f"unknown question id {qid!r}; see `python -m calmcall questions`")
+        self.qid = qid
 
 
 class _Localized(BaseModel):
@@ -53,6 +61,28 @@ class AntiPattern(_Localized):
     opposite_steps: list[str] = Field(default_factory=list)
     examples: dict[str, list[str]] = Field(default_factory=dict)
     cues: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Harm(_Localized):
+    """Conduct beyond the anti-patterns that disqualifies an answer (``knowledge/harms.yaml``):
+    one such sentence caps the score, however good the rest is."""
+
+    id: str
+    severity: int = 3  # 3 disqualifying, 2 serious
+    title: dict[str, str]
+    description: dict[str, str]
+    cues: dict[str, list[str]] = Field(default_factory=dict)
+    examples: dict[str, list[str]] = Field(default_factory=dict)
+    words: dict[str, list[str]] = Field(default_factory=dict)  # bare words: own acts only
+
+
+class Tone(BaseModel):
+    """Markers of sarcasm and mock agreement: a step named in such a sentence is not done."""
+
+    sarcasm_markers: dict[str, list[str]] = Field(default_factory=dict)
+    reported_speech: dict[str, list[str]] = Field(default_factory=dict)  # "calls me an idiot"
+    sarcasm_examples: dict[str, list[str]] = Field(default_factory=dict)
+    contradicting_asides: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class ConflictSide(BaseModel):
@@ -94,12 +124,16 @@ class Catalogue:
     conflicts: dict[str, Conflict]
     questions: dict[str, Question]
     fingerprint: str
+    harms: dict[str, Harm] = field(default_factory=dict)
+    tone: Tone = field(default_factory=Tone)
+    # sentences that share a step's words without doing it, and neutral filler, per language
+    negatives: dict[str, list[str]] = field(default_factory=dict)
 
     def question(self, qid: str) -> Question:
         try:
             return self.questions[qid]
         except KeyError:
-            raise KeyError(f"unknown question id {qid!r}; see `python -m calmcall questions`") from None
+            raise UnknownQuestion(qid) from None
 
 
 def conflict_note(conflict: Conflict, knowledge: Knowledge, lang: str):
@@ -125,8 +159,8 @@ def load_catalogue(root: Path, knowledge: Knowledge) -> Catalogue:
     raw_cat = (root / "catalogue.yaml").read_bytes()
     raw_q = (root / "questions.yaml").read_bytes()
     try:
-        cat = yaml.safe_load(raw_cat)
-        qs = yaml.safe_load(raw_q)
+        cat = load_yaml(raw_cat)  # libyaml's safe loader where available (~12x faster)
+        qs = load_yaml(raw_q)
     except yaml.YAMLError as exc:
         raise KnowledgeError(f"malformed catalogue YAML: {exc}") from None
     steps = {s["id"]: Step(**s) for s in cat["steps"]}
@@ -147,8 +181,57 @@ def load_catalogue(root: Path, knowledge: Knowledge) -> Catalogue:
         for cid in q.conflicts:
             if cid not in conflicts:
                 raise KnowledgeError(f"question {q.id} names unknown conflict {cid!r}")
-    fingerprint = hashlib.sha256(raw_cat + raw_q).hexdigest()[:16]
-    return Catalogue(steps, anti, conflicts, questions, fingerprint)
+    extra_raw = _merge_phrasings(root, steps, anti)
+    harms, tone, negatives, raw_h = _load_harms(root, extra_raw.pop("none", {}))
+    fingerprint = hashlib.sha256(raw_cat + raw_q + raw_h + extra_raw["_raw"]).hexdigest()[:16]
+    return Catalogue(steps, anti, conflicts, questions, fingerprint, harms, tone, negatives)
+
+
+def _read_yaml(path: Path):
+    try:
+        return load_yaml(path.read_bytes())  # libyaml's safe loader + the parsed cache
+    except yaml.YAMLError as exc:
+        raise KnowledgeError(f"malformed YAML in {path.name}: {exc}") from None
+
+
+def _merge_phrasings(root: Path, steps: dict, anti: dict) -> dict:
+    """Add ``knowledge/phrasings/*.yaml`` (more example phrasings per step / anti-pattern in
+    other shapes: talking points, stories, paraphrases, contrasts) to the catalogue items."""
+    raw = b""
+    none: dict[str, list[str]] = {}
+    for path in sorted((root / "phrasings").glob("*.yaml")):
+        raw += path.read_bytes()
+        data = _read_yaml(path) or {}
+        for section, items in (("steps", steps), ("anti_patterns", anti)):
+            for item_id, by_lang in (data.get(section) or {}).items():
+                if item_id not in items:
+                    raise KnowledgeError(f"{path.name}: unknown {section[:-1]} {item_id!r}")
+                for lang, examples in (by_lang or {}).items():
+                    items[item_id].examples.setdefault(lang, []).extend(str(x) for x in examples or [])
+        for lang, examples in (data.get("none") or {}).items():
+            none.setdefault(lang, []).extend(str(x) for x in examples or [])
+    return {"_raw": raw, "none": none}
+
+
+def _load_harms(root: Path, none: dict[str, list[str]]):
+    path = root / "harms.yaml"
+    if not path.exists():
+        return {}, Tone(), none, b""
+    data = _read_yaml(path) or {}
+    harms = {h["id"]: Harm(**h) for h in data.get("harms") or []}
+    words_path = root / "harm_words.yaml"
+    words = _read_yaml(words_path) if words_path.exists() else {}
+    for hid, by_lang in (words.get("words") or {}).items():
+        if hid not in harms:
+            raise KnowledgeError(f"harm_words.yaml: unknown harm {hid!r}")
+        harms[hid].words = {lang: [str(w).lower() for w in ws] for lang, ws in by_lang.items()}
+    tone = dict(data.get("tone") or {})
+    tone["reported_speech"] = words.get("reported_speech") or {}
+    negatives = {lang: list(v) for lang, v in none.items()}
+    for lang, examples in (data.get("negatives") or {}).items():
+        negatives.setdefault(lang, []).extend(str(x) for x in examples or [])
+    raw = path.read_bytes() + (words_path.read_bytes() if words_path.exists() else b"")
+    return harms, Tone(**tone), negatives, raw
 
 
 def phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
@@ -178,6 +261,16 @@ def phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
         for lang, examples in a.examples.items():
             for n, ex in enumerate(examples, start=1):
                 add("anti", a.id, lang, n, ex)
+    for h in catalogue.harms.values():
+        for lang, examples in h.examples.items():
+            for n, ex in enumerate(examples, start=1):
+                add("harm", h.id, lang, n, ex)
+    for lang, examples in catalogue.tone.sarcasm_examples.items():
+        for n, ex in enumerate(examples, start=1):
+            add("anti", "sarcasm", lang, 5000 + n, ex)
+    for lang, examples in catalogue.negatives.items():  # hard negatives: a class of their own
+        for n, ex in enumerate(examples, start=1):
+            add("none", "none", lang, n, ex)
     return docs
 
 
@@ -199,14 +292,16 @@ class Probe:
     classes: list[str]  # "step:listen", "anti:yell_back", …
 
     @classmethod
-    def fit(cls, matrix: np.ndarray, labels: list[str], c: float = PROBE_C) -> Probe:
+    def fit(cls, matrix: np.ndarray, labels: list[str], c: float = PROBE_C, balanced: bool = False) -> Probe:
         from sklearn.linear_model import LogisticRegression
 
-        clf = LogisticRegression(C=c, max_iter=3000)
+        clf = LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if balanced else None)
         clf.fit(matrix, np.array(labels))
-        return cls(
-            clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32), [str(x) for x in clf.classes_]
-        )
+        coef, bias, classes = clf.coef_, clf.intercept_, [str(x) for x in clf.classes_]
+        if len(classes) == 2:  # binary: one row for classes[1]; make it a two-class softmax
+            coef = np.vstack([np.zeros_like(coef), coef])
+            bias = np.concatenate([np.zeros_like(bias), bias])
+        return cls(coef.astype(np.float32), bias.astype(np.float32), classes)
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         z = np.atleast_2d(vectors) @ self.weights.T + self.bias
@@ -215,8 +310,13 @@ class Probe:
         return p / p.sum(axis=1, keepdims=True)
 
     def step_probabilities(self, vectors: np.ndarray) -> list[dict[str, float]]:
-        cols = [(j, c.split(":", 1)[1]) for j, c in enumerate(self.classes) if c.startswith("step:")]
-        return [{sid: float(row[j]) for j, sid in cols} for row in self.probabilities(vectors)]
+        return self.kind_probabilities(vectors, "step")
+
+    def kind_probabilities(self, vectors: np.ndarray, kind: str, probs: np.ndarray | None = None) -> list[dict[str, float]]:
+        """Per row, the probability of each item of ``kind`` ("step", "anti", "harm", "none")."""
+        cols = [(j, c.split(":", 1)[1]) for j, c in enumerate(self.classes) if c.startswith(kind + ":")]
+        probs = self.probabilities(vectors) if probs is None else probs
+        return [{sid: float(row[j]) for j, sid in cols} for row in probs]
 
     def save(self, path: Path) -> None:
         from .embeddings import save_npz
@@ -267,28 +367,52 @@ class StepBridge:
         self._anti_rows = {
             a: np.flatnonzero((self.kinds == "anti") & (self.items == a)) for a in self.anti_ids
         }
+        self.harm_ids = list(catalogue.harms)
+        self._harm_rows = {
+            h: np.flatnonzero((self.kinds == "harm") & (self.items == h)) for h in self.harm_ids
+        }
+        self._none_rows = np.flatnonzero(self.kinds == "none")
 
     @cached_property
     def probe(self) -> Probe:
         """The phrasing classifier, fitted once and kept in the data dir under a name derived
         from exactly what it is fitted from (vectors, labels, recipe, scikit-learn version),
         so any change there fits a new one."""
-        import sklearn
+        return self._fitted("probe", lambda i: f"{self.kinds[i]}:{self.items[i]}", balanced=False)
 
+    @cached_property
+    def harm_probe(self) -> Probe:
+        """Harm or not: a binary classifier over the same phrasings, classes weighted to
+        balance. The many-class probe spreads a harmful sentence's probability over steps
+        and hard negatives that share its words; a binary one asks only the question that
+        decides the cap."""
+        return self._fitted("probe-harm", lambda i: "harm" if self.kinds[i] == "harm" else "other", balanced=True)
+
+    def harm_probability(self, vectors: np.ndarray) -> np.ndarray:
+        probs = self.harm_probe.probabilities(vectors)
+        return probs[:, self.harm_probe.classes.index("harm")] if "harm" in self.harm_probe.classes \
+            else np.zeros(len(probs))
+
+    def _fitted(self, name: str, label, balanced: bool) -> Probe:
+        from importlib.metadata import version  # not `import sklearn`: ~1.4 s, only needed to fit
+
+        sklearn_version = version("scikit-learn")
         order = np.argsort(np.array(self.ids))  # the same rows in the same order everywhere
         matrix = np.ascontiguousarray(self.matrix[order])
-        labels = [f"{self.kinds[i]}:{self.items[i]}" for i in order]
+        labels = [label(i) for i in order]
         h = hashlib.sha256(matrix.tobytes())
         h.update("|".join(labels).encode())
-        h.update(f"{PROBE_VERSION}|{PROBE_C}|{sklearn.__version__}".encode())
-        path = Path(self.settings.data_dir) / "probe" / f"probe-{h.hexdigest()[:16]}.npz"
+        h.update(f"{PROBE_VERSION}|{PROBE_C}|{balanced}|{sklearn_version}".encode())
+        path = Path(self.settings.data_dir) / "probe" / f"{name}-{h.hexdigest()[:16]}.npz"
         probe = Probe.load(path) if path.exists() else None
         if probe is None or probe.classes != sorted(set(labels)) or probe.weights.shape[1] != matrix.shape[1]:
-            probe = Probe.fit(matrix, labels)
+            if len(set(labels)) < 2:
+                return Probe(np.zeros((1, matrix.shape[1]), np.float32), np.zeros(1, np.float32), sorted(set(labels)))
+            probe = Probe.fit(matrix, labels, balanced=balanced)
             try:
                 probe.save(path)
             except OSError as exc:  # a read-only data dir costs ~3 s per start, nothing else
-                log.warning("could not save the step probe to %s (%s)", path, exc)
+                log.warning("could not save the %s to %s (%s)", name, path, exc)
         return probe
 
     def similarities(self, vectors: np.ndarray) -> np.ndarray:
@@ -300,6 +424,13 @@ class StepBridge:
 
     def anti_scores(self, sims_row: np.ndarray) -> dict[str, float]:
         return {a: float(sims_row[rows].max()) for a, rows in self._anti_rows.items() if len(rows)}
+
+    def harm_scores(self, sims_row: np.ndarray) -> dict[str, float]:
+        return {h: float(sims_row[rows].max()) for h, rows in self._harm_rows.items() if len(rows)}
+
+    def none_score(self, sims_row: np.ndarray) -> float:
+        """How close the unit is to a hard negative or filler sentence."""
+        return float(sims_row[self._none_rows].max()) if len(self._none_rows) else -1.0
 
     def ranked_steps(self, vector: np.ndarray) -> list[tuple[str, float]]:
         scores = self.step_scores(self.similarities(vector)[0])

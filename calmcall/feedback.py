@@ -49,11 +49,14 @@ class FeedbackComposer:
         sentences += [self.catalogue.steps[sid].t("model_sentence", lang) for sid in chosen]
         return " ".join(x for x in sentences if x)
 
-    def compose(self, s: Scored, q_text: str, q_warnings: list[str]) -> GradeReport:
+    def compose(self, s: Scored, q_text: str, q_warnings: list[str], feedback_lang: str | None = None) -> GradeReport:
+        """``feedback_lang``: write the feedback in this language instead of the answer's
+        (the app's UI language: an English answer in the Swedish UI reads Swedish feedback)."""
         parsed, q, flags, statuses = s.match.parsed, s.question, s.flags, s.statuses
         us = parsed.units
         lang = parsed.language
-        flang = lang if lang in SUPPORTED else "en"  # feedback is written in all eight
+        # feedback is written in all eight
+        flang = feedback_lang if feedback_lang in SUPPORTED else lang if lang in SUPPORTED else "en"
         warnings = list(parsed.warnings) + list(q_warnings)
         if lang not in SUPPORTED:
             warnings.append(self._t("language_fallback", "en"))

@@ -106,12 +106,12 @@ class Grader:
         return self.composer.model_answer(q, lang)
 
     # -- grading ------------------------------------------------------------------
-    def grade(self, answer: str, question: str | None = None) -> GradeReport:
+    def grade(self, answer: str, question: str | None = None, feedback_lang: str | None = None) -> GradeReport:
         parsed = self.matcher.parse(answer)
         q, q_text, q_warnings = self.resolve_question(question)
         match = self.matcher.match(parsed)
         scored = self.score(q, match)
-        return self.composer.compose(scored, q_text, q_warnings)
+        return self.composer.compose(scored, q_text, q_warnings, feedback_lang)
 
     def score(self, q: Question, match: Match) -> Scored:
         """Evidence -> statuses, flags and score (the scoring policy's rule)."""
@@ -152,8 +152,8 @@ class Grader:
         flags["copied"] = parsed.n_words >= p.copy_min_words and copied.share >= p.copy_share
 
         extra = sum(1 for sid, s in statuses.items() if s == "covered" and sid not in q.expected)
-        raw = p.raw_score([statuses[s] for s in q.required], [statuses[s] for s in q.bonus], extra, len(antis))
-        score = p.score(raw, flags)
+        raw = p.coverage([statuses[s] for s in q.required], [statuses[s] for s in q.bonus], extra)
+        score = p.score(raw, flags, len(antis))
         return Scored(q, match, statuses, denied, flags, raw, score, copied.sources if flags["copied"] else [])
 
 

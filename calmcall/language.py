@@ -1,4 +1,5 @@
-"""Offline language detection (lingua ships its models inside the wheel).
+"""The languages (one module: knowledge/UI languages, the extra ones answers come in) and
+offline language detection (lingua ships its models inside the wheel).
 
 We detect among the five knowledge languages plus the ones users commonly write in;
 the five core languages get a small prior because a short Italian question is often
@@ -16,12 +17,36 @@ _CORE_PRIOR = 1.5
 _DEFAULT = "en"
 
 
-@lru_cache(maxsize=1)
-def _detector():
+# lingua reads texts of 120 letters or more with its trigram models only (shorter ones
+# with its 1- to 5-gram models). Loading every model of the eight languages takes ~1.5 s
+# on 2 cores; loading just the trigram ones ~0.1 s. So a process that has not loaded them
+# all yet reads a long text (an answer) with a detector that loads models on demand: the
+# same languages, the same models, the same confidence values.
+_LONG_TEXT_LETTERS = 128  # margin over lingua's 120
+
+
+def _builder():
     from lingua import IsoCode639_1, LanguageDetectorBuilder
 
     codes = [getattr(IsoCode639_1, c.upper()) for c in SUPPORTED]
-    return LanguageDetectorBuilder.from_iso_codes_639_1(*codes).with_preloaded_language_models().build()
+    return LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+
+
+@lru_cache(maxsize=1)
+def _detector():
+    """Every model loaded at once (in parallel): what short texts need."""
+    return _builder().with_preloaded_language_models().build()
+
+
+@lru_cache(maxsize=1)
+def _on_demand_detector():
+    return _builder().build()
+
+
+def _detector_for(sample: str):
+    if _detector.cache_info().currsize or sum(ch.isalpha() for ch in sample) < _LONG_TEXT_LETTERS:
+        return _detector()
+    return _on_demand_detector()
 
 
 def warm() -> None:
@@ -34,7 +59,7 @@ def detect(text: str, default: str = _DEFAULT) -> str:
     sample = " ".join(text.split())[:1000]
     if sum(ch.isalpha() for ch in sample) < 3:
         return default
-    values = _detector().compute_language_confidence_values(sample)
+    values = _detector_for(sample).compute_language_confidence_values(sample)
     scored = {}
     for v in values:
         code = v.language.iso_code_639_1.name.lower()

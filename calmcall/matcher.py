@@ -81,6 +81,8 @@ class StepMatcher:
             h.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in h.cues.items()}
             for h in catalogue.harms.values()
         }
+        self._harm_words = {h.id: h.words for h in catalogue.harms.values() if h.words}
+        self._reported = catalogue.tone.reported_speech
         # a step's name in scare quotes ("I 'listen'") is mockery, not the step
         self._step_words = tuple(sorted({
             w for s in catalogue.steps.values() for cues in [*s.cues.values(), *[[t] for t in s.title.values()]]
@@ -169,6 +171,7 @@ class StepMatcher:
         probs_all = self.probe.probabilities(vecs)
         step_probs = self.probe.kind_probabilities(vecs, "step", probs_all)
         harm_probs = self.probe.kind_probabilities(vecs, "harm", probs_all)
+        harm_p = self.bridge.harm_probability(vecs) if self.catalogue.harms else np.zeros(len(us))
         add = result.evidence.append
 
         for ui, u in enumerate(us):
@@ -194,12 +197,18 @@ class StepMatcher:
             # agreement so "when a caller calls me an idiot I stay calm" is not an insult
             if own and (not u.negated or u.condition):
                 hs = self.bridge.harm_scores(sims[ui])
-                for hid, sim in hs.items():
-                    prob = harm_probs[ui].get(hid, 0.0)
-                    cue = self._cue_hit(hid, low, lang, self._harm_cues)
-                    if (cue and prob >= p.harm_cue_prob) or (prob >= p.harm_prob and sim >= p.harm_sim):
-                        add(Evidence("harm", hid, ui, u.sentence, "affirmed", round(sim, 4),
-                                     "cue" if cue else "probe"))
+                prob = float(harm_p[ui])  # harm or not (binary probe)
+                cued = [hid for hid in hs if self._cue_hit(hid, low, lang, self._harm_cues)]
+                # a bare insult or mocking word: the candidate's own act, unless the sentence
+                # reports what the caller did ("when a caller calls me an idiot, I…")
+                sent = padded_words(u.sentence)
+                if not mentions_in(sent, self._reported.get(lang, []) + self._reported.get("en", [])):
+                    cued += [hid for hid in self._harm_words if hid not in cued
+                             and self._cue_hit(hid, low, lang, self._harm_words)]
+                if hs and (cued or (prob >= p.harm_prob and max(hs.values()) >= p.harm_sim)):
+                    # which harm: a cue's, else the many-class probe's choice among harms
+                    hid = cued[0] if cued else max(harm_probs[ui], key=lambda h: (harm_probs[ui][h], hs.get(h, 0)))
+                    add(Evidence("harm", hid, ui, u.sentence, "affirmed", round(prob, 4), "cue" if cued else "probe"))
             if tone and own and n_words >= 2:
                 add(Evidence("anti", "sarcasm", ui, u.sentence, "affirmed", 1.0, "tone"))
 

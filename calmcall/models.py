@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-LANGS = ("en", "sv", "hu", "it", "nl")
+from .language import CORE as LANGS  # noqa: E402,F401 - one languages module
 
 
 class Article(BaseModel):
@@ -77,6 +77,7 @@ class Citation(BaseModel):
     quote: str  # original text
     quote_en: str  # our English translation
     translation: str = ""  # in the user's language, when that is neither
+    article_title: str = ""  # the article's title in the user's language (Ask fills it)
 
 
 class StepVerdict(BaseModel):
@@ -157,6 +158,20 @@ class GradeReport(BaseModel):
     summary: Summary | None = None
 
 
+class AdviceStep(BaseModel):
+    """One documented step of an Ask answer: what to do, why the articles say so, a line to
+    say, and the passages it rests on (article title + quote, translated)."""
+
+    step: str  # catalogue step id
+    title: str
+    stage: Literal["calm", "understand", "resolve", "limits", "after"]
+    why: str  # the articles' reason, paraphrased
+    line: str  # a concrete line to say
+    line_to: Literal["caller", "yourself", "colleague", "interviewer"] = "caller"
+    focus: bool = False  # search ranked one of its passages in the top 3: it answers what was asked
+    citations: list[Citation] = Field(default_factory=list)
+
+
 class AskResult(BaseModel):
     question: str
     language: str
@@ -167,3 +182,8 @@ class AskResult(BaseModel):
     conflicts: list[ConflictNote] = Field(default_factory=list)
     backend: str = "offline"
     notes: list[str] = Field(default_factory=list)
+    # The answer as steps a trainer can copy into a session plan, in teaching order, in
+    # ``language`` (empty when out of scope). ``steps`` lists the same ids in the same order.
+    advice: list[AdviceStep] = Field(default_factory=list)
+    situation: str = ""  # the trainer situation the question was read as (situations.yaml)
+    follow_up: Literal["", "narrow", "extend"] = ""  # how a follow-up used the previous turn

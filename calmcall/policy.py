@@ -103,20 +103,24 @@ class ScoringPolicy:
         return "missing"
 
     def raw_score(self, required: list[Status], bonus: list[Status], extra: int, n_anti: int) -> float:
+        """Coverage of the question's steps (0-100, plus what extra steps add), less the
+        anti-pattern penalty — which ``score`` applies after the curve, in coach points."""
+        return self.coverage(required, bonus, extra) - self.penalty_per_anti * n_anti
+
+    def coverage(self, required: list[Status], bonus: list[Status], extra: int) -> float:
         credit = {"covered": self.credit_covered, "partly": self.credit_partly, "missing": 0.0}
         req = sum(credit[s] for s in required)
         bon = sum(credit[s] for s in bonus)
         denom = len(required) + self.bonus_weight * min(len(bonus), self.bonus_max)
         raw = 100.0 * (req + self.bonus_weight * min(bon, self.bonus_max)) / max(denom, 1)
-        raw += self.extra_weight * extra
-        return raw - self.penalty_per_anti * n_anti
+        return raw + self.extra_weight * extra
 
     def calibrated(self, raw: float) -> float:
         xs, ys = zip(*self.curve)
         return float(np.interp(raw, xs, ys))
 
-    def score(self, raw: float, flags: dict[str, bool]) -> int:
-        value = self.calibrated(max(0.0, min(100.0, raw)))
+    def score(self, coverage: float, flags: dict[str, bool], n_anti: int = 0) -> int:
+        value = self.calibrated(max(0.0, min(100.0, coverage))) - self.penalty_per_anti * n_anti
         for flag, cap in self.caps.items():
             if flags.get(flag):
                 value = min(value, cap)

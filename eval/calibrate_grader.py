@@ -45,6 +45,9 @@ def rows_of(half: str) -> list[dict]:
     return out
 
 
+_PARSED: dict[str, object] = {}
+
+
 def run(grader, rows):
     from scipy.stats import spearmanr
 
@@ -52,7 +55,9 @@ def run(grader, rows):
     scored = []
     for row in rows:
         q, _, _ = grader.resolve_question(row["question"])
-        s = grader.score(q, grader.matcher.match(grader.matcher.parse(row["answer"])))
+        if row["id"] not in _PARSED:  # parsing does not depend on the policy
+            _PARSED[row["id"]] = grader.matcher.parse(row["answer"])
+        s = grader.score(q, grader.matcher.match(_PARSED[row["id"]]))
         scored.append(s)
         for step, gold in row["steps"].items():
             if step not in q.expected:
@@ -65,8 +70,9 @@ def run(grader, rows):
     f1 = 2 * prec * rec / max(prec + rec, 1e-9)
     scores = [s.score for s in scored]
     rho = float(spearmanr(scores, [r["grade"] for r in rows]).statistic)
-    low_max = max((s.score for s, r in zip(scored, rows) if r["grade"] <= 10), default=0)
-    return {"spearman": rho, "f1": f1, "low_max": low_max}, scored
+    low = [(r["id"], s.score) for s, r in zip(scored, rows) if r["grade"] <= 10]
+    over = [x for x in low if x[1] > 20]
+    return {"spearman": rho, "f1": f1, "low_max": max((x[1] for x in low), default=0), "low_over": over}, scored
 
 
 def fit_curve(scored, rows) -> list[list[float]]:
@@ -74,12 +80,14 @@ def fit_curve(scored, rows) -> list[list[float]]:
 
     xs, ys = [], []
     for s, r in zip(scored, rows):
-        if not any(s.flags.get(f) for f in CAPPED) and not r.get("harm") and not r.get("copied"):
+        if not any(s.flags.get(f) for f in CAPPED) and not r.get("harm") and not r.get("copied") \
+                and not s.match.best("anti") and not r.get("anti_patterns"):
             xs.append(max(0.0, min(100.0, s.raw)))
             ys.append(r["grade"])
     iso = IsotonicRegression(y_min=0, y_max=100, increasing=True, out_of_bounds="clip").fit(xs, ys)
     knots = np.linspace(0, 100, 11)
     values = np.maximum.accumulate(iso.predict(knots))
+    values[0] = 0.0  # nothing covered is worth nothing
     return [[float(k), round(float(v), 1)] for k, v in zip(knots, values)]
 
 
@@ -102,32 +110,53 @@ def main() -> int:
     policy.curve = [[0.0, 0.0], [100.0, 100.0]]
     best = None
     grid = [(policy.covered, policy.covered - policy.partly, policy.margin, policy.anti)] if args.quick else \
-        itertools.product(np.arange(0.895, 0.926, 0.005), [0.006, 0.012, 0.02], [0.005, 0.012], [0.9, 0.91, 0.92])
+        itertools.product(np.arange(0.9, 0.921, 0.005), [0.006, 0.012, 0.02], [0.005], [0.9, 0.91])
     for covered, gap, margin, anti in grid:
         policy.covered, policy.partly, policy.margin, policy.anti = float(covered), float(covered - gap), float(margin), float(anti)
         m, _ = run(grader, fit)
-        if m["low_max"] > 20:
-            continue
-        objective = m["f1"] + m["spearman"]
+        objective = m["f1"] + m["spearman"] - 0.05 * len(m["low_over"])
         if best is None or objective > best[0]:
             best = (objective, (policy.covered, policy.partly, policy.margin, policy.anti), m)
     if best is None:
         print("no setting keeps every answer labelled <= 10 at <= 20 on the fit half")
         return 1
     policy.covered, policy.partly, policy.margin, policy.anti = best[1]
+    # stage 2: harm detection (the probe's confidence and the nearest harm phrasing)
+    best_h = None
+    for harm_prob, harm_sim, cue_prob in ([(policy.harm_prob, policy.harm_sim, policy.harm_cue_prob)] if args.quick else
+                                          itertools.product([0.9, 0.95, 0.98, 1.01], [0.88, 0.9], [0.1])):
+        policy.harm_prob, policy.harm_sim, policy.harm_cue_prob = harm_prob, harm_sim, cue_prob
+        m, _ = run(grader, fit)
+        objective = m["f1"] + m["spearman"] - 0.05 * len(m["low_over"])
+        if best_h is None or objective > best_h[0]:
+            best_h = (objective, (harm_prob, harm_sim, cue_prob))
+    policy.harm_prob, policy.harm_sim, policy.harm_cue_prob = best_h[1]
+    # stage 3: how much documented steps beyond the question's own add (a richer answer)
+    best_x = None
+    for extra in ([policy.extra_weight] if args.quick else [0.0, 4.0, 8.0]):
+        policy.extra_weight = extra
+        m, _ = run(grader, fit)
+        if best_x is None or m["spearman"] > best_x[0]:
+            best_x = (m["spearman"], extra)
+    policy.extra_weight = best_x[1]
     _, scored = run(grader, fit)
     policy.curve = fit_curve(scored, fit)
     m_fit, _ = run(grader, fit)
     m_held, _ = run(grader, held)
-    print(f"thresholds covered {policy.covered:.3f} partly {policy.partly:.3f} margin {policy.margin:.3f} anti {policy.anti:.3f}")
+    print(f"thresholds covered {policy.covered:.3f} partly {policy.partly:.3f} margin {policy.margin:.3f} "
+          f"anti {policy.anti:.3f}; harm prob {policy.harm_prob} sim {policy.harm_sim} cue prob {policy.harm_cue_prob}")
     print(f"curve {policy.curve}")
     for name, m in (("fit", m_fit), ("held-out", m_held)):
-        print(f"{name:9} Spearman {m['spearman']:.3f}  step F1 {m['f1']:.3f}  max score of a <=10 answer {m['low_max']}")
+        print(f"{name:9} Spearman {m['spearman']:.3f}  step F1 {m['f1']:.3f}  max score of a <=10 answer {m['low_max']}"
+              f"  over 20: {m['low_over']}")
     if args.write:
         path = coach.settings.knowledge_dir / POLICY_FILE
         data = yaml.safe_load(path.read_text("utf-8")) if path.exists() else {}
         entry = {"covered": round(policy.covered, 4), "partly": round(policy.partly, 4),
-                 "margin": round(policy.margin, 4), "anti": round(policy.anti, 4), "curve": policy.curve}
+                 "margin": round(policy.margin, 4), "anti": round(policy.anti, 4),
+                 "harm_prob": policy.harm_prob, "harm_sim": policy.harm_sim, "harm_cue_prob": policy.harm_cue_prob,
+                 "extra_weight": policy.extra_weight,
+                 "curve": policy.curve}
         data.setdefault("embedders", {})[coach.embedder.manifest_id] = {
             **(data.get("embedders", {}).get(coach.embedder.manifest_id) or {}), **entry}
         header = path.read_text("utf-8").split("defaults:")[0] if path.exists() else ""

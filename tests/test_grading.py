@@ -208,8 +208,12 @@ def test_empty_answer_is_an_error(coach):
 
 
 def test_unknown_question_id_is_a_clear_error(coach):
-    with pytest.raises(KeyError, match="unknown question"):
+    from calmcall.catalogue import UnknownQuestion
+
+    with pytest.raises(UnknownQuestion, match="unknown question"):
         coach.grader.catalogue.question("q99_nope")
+    with pytest.raises(UnknownQuestion):
+        coach.grade("I would listen first and then apologise to the caller.", "q99_nope")
 
 
 def test_one_megabyte_answer_is_bounded(coach):
@@ -275,3 +279,79 @@ def test_a_sentence_vector_from_its_clauses_is_close_to_its_own(coach):
     derived = g.matcher.embed_units(us)[0]
     direct = coach.embedder.query([us[0].text])[0]
     assert float(derived @ direct) > 0.93
+
+
+# -- the trial's misread sentences (issue: "Common good sentences misread") -------------
+def test_letting_the_caller_finish_is_listening_not_hanging_up(coach):
+    r = coach.grade("I would let the caller finish without interrupting.", "q01_angry_call")
+    assert statuses(r)["listen"] != "missing"
+    assert "hang_up_abruptly" not in {a.id for a in r.anti_patterns}
+
+
+def test_swedish_sorry_and_solve_is_an_apology_not_an_interruption(coach):
+    r = coach.grade("Jag säger förlåt och löser problemet så fort jag kan.", "q01_angry_call")
+    assert statuses(r)["apologise"] != "missing"
+    assert "interrupt" not in {a.id for a in r.anti_patterns}
+
+
+def test_telling_the_customer_to_calm_down_is_not_staying_calm(coach):
+    r = coach.grade("Jag skulle säga åt kunden att lugna ner sig innan vi pratar vidare.", "q12_stay_calm")
+    assert statuses(r)["stay_calm"] != "covered"
+
+
+def test_calling_customers_idiots_is_flagged(coach):
+    r = coach.grade("Some customers are just idiots, but I stay calm, listen to them and apologise for the trouble.",
+                    "q01_angry_call")
+    assert r.harms or r.anti_patterns
+    assert r.score <= 20
+
+
+def test_writing_down_what_happened_is_documenting(coach):
+    r = coach.grade("If the abuse goes on after a warning, I end the call as our policy says. "
+                    "Afterwards I write down what happened.", "q21_when_end_call")
+    assert statuses(r)["document"] != "missing"
+
+
+def test_every_step_of_one_sentence_counts(coach):
+    st = statuses(coach.grade("I would keep calm, listen to the customer and apologise.", "q01_angry_call"))
+    assert all(st[s] != "missing" for s in ("stay_calm", "listen", "apologise")), st
+
+
+GOOD = ("I let the caller finish without interrupting, stay calm and tell them I understand why they are upset. "
+        "I apologise for the bad experience, repeat back the problem and offer two options within our policy.")
+
+
+@pytest.mark.parametrize(
+    "harm",
+    [
+        "And afterwards I'd post their number online so everyone knows.",
+        "Then I'd look up their home address and text them from my own phone so they know I know where they live.",
+        "And I'd write 'psycho' in their customer file.",
+    ],
+)
+def test_one_harmful_sentence_disqualifies_a_good_answer(coach, harm):
+    base = coach.grade(GOOD, "q01_angry_call")
+    r = coach.grade(GOOD + " " + harm, "q01_angry_call")
+    assert base.score >= 60 and not base.harms
+    assert r.score <= 10 and r.flags["harm"], (r.score, r.harms)
+    assert r.harms[0].evidence and r.summary.alerts[0].kind == "harm"
+
+
+def test_pasted_article_text_is_capped_and_asks_for_their_own_plan(coach, knowledge):
+    pasted = " ".join(p.text for p in knowledge.passages.values() if p.article == "004" and p.kind != "meta")
+    r = coach.grade(pasted, "q01_angry_call")
+    assert r.flags["copied"] and r.score <= 40
+    assert any(a.kind == "copied" for a in r.summary.alerts)
+
+
+def test_repeating_a_sentence_adds_no_credit(coach):
+    one = coach.grade("I stay calm and let the caller finish without interrupting.", "q01_angry_call")
+    many = coach.grade("I stay calm and let the caller finish without interrupting. " * 450, "q01_angry_call")
+    assert many.score <= max(one.score, 30)
+    assert many.flags["repetitive"]
+
+
+def test_the_report_opens_with_a_summary_in_the_answers_language(coach):
+    r = coach.grade("Jag lyssnar på kunden utan att avbryta och ber om ursäkt för det som hänt.", "q01_angry_call")
+    assert r.summary and r.summary.score == r.score and r.summary.headline
+    assert r.summary.top_fix and "Lägg till" in r.summary.top_fix or "Gör det konkret" in r.summary.top_fix

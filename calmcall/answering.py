@@ -1,46 +1,105 @@
-"""Ask: grounded answers with citations, in the asker's language.
+"""Ask: for a trainer's situation, the documented steps in teaching order, each with the
+articles' reason, a concrete line to say and the passages it rests on — in the asker's
+language, and the same steps whatever language the situation is asked in.
 
-Offline (default): the answer is composed from the steps catalogue (titles and one-line
-descriptions written in en/sv/hu/it/nl) and the retrieved passages, so every line carries
-passage ids and nothing is invented. With ``CALMCALL_LLM`` set, a langchain chat model
-writes the answer from the same passages; its output is accepted only if every citation
-names a retrieved passage, otherwise the offline answer is served and the reason logged.
+How: search decides whether the articles cover the question at all (calibrated relevance
+and nearest reference question, as before) and ranks the passages; the situation
+classifier (``calmcall/situations.py``, trained offline on our phrasings, practice questions
+and doc2query questions in eight languages) reads the question's vector — the one search
+computed — as a trainer situation and gives the steps the articles document for it. Each
+step is presented from ``knowledge/advice.yaml`` (why, line to say, teaching order) and the
+catalogue (title), citing the step's passages that best match the question. Conflicts are
+shown when the question names their topic or the situation touches one.
+
+A follow-up ("and if they keep going?") is read together with the previous question; when
+it names steps of the previous answer ("how do I word the transfer?") the answer narrows to
+those, otherwise it extends to the combined situation.
+
+With ``CALMCALL_LLM`` set, a langchain chat model writes the answer text from the same
+passages; its output is accepted only if every citation names one of them, otherwise the
+offline answer is served and the reason logged. ``advice`` is always the checked offline
+structure.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
+
+import numpy as np
 
 from .catalogue import Catalogue, StepBridge, conflict_note
 from .config import Settings
+from .index import passage_of
 from .inputs import clean_text
+from .knowledge import load_yaml
 from .language import CORE, detect
 from .llm import load_chat_model
-from .models import AskResult, ConflictNote
+from .models import AdviceStep, AskResult, Citation, ConflictNote
 from .prompts import load_prompt, localized
+from .situations import SituationClassifier
 from .text import mentions
 
 log = logging.getLogger(__name__)
 
-MAX_STEPS = 4
-TOP_PASSAGES = 3
-CITE_SHARE = 0.8  # cite passages whose score is at least this share of the best one
-QUOTE_SHARE = 0.9  # quote a passage no chosen step summarises only when it is this close
-OVERVIEW_STEPS = 3  # steps an overview passage stands for
+PASSAGES_PER_STEP = 2  # the step's passages that best match the question
+PASSAGES_NARROWED = 3  # a follow-up narrowed to one or two steps shows more of their sources
+FOCUS_RANK = 3  # a step whose passage search ranks in its top 3 answers the question directly
+CONFLICT_MIN_PROBABILITY = 0.5  # a situation's conflicts are shown when it is this likely
 CITE = re.compile(r"\[(\d{3}#p\d+)\]")
 LANG_NAMES = {"en": "English", "sv": "Swedish", "hu": "Hungarian", "it": "Italian", "nl": "Dutch"}
 _FOLLOW_UP_WORDS = 7
 
 
+class Advice:
+    """``knowledge/advice.yaml``: teaching order, stages, why and line per step."""
+
+    def __init__(self, root: Path, catalogue: Catalogue):
+        data = load_yaml((Path(root) / "advice.yaml").read_bytes()) or {}
+        self.order = {sid: i for i, sid in enumerate(data.get("order") or [])}
+        self.stage = {sid: stage for stage, ids in (data.get("stages") or {}).items() for sid in ids}
+        self.steps = data.get("steps") or {}
+        unknown = (set(self.order) | set(self.stage) | set(self.steps)) - set(catalogue.steps)
+        if unknown:
+            raise ValueError(f"advice.yaml names unknown steps: {sorted(unknown)}")
+        self.catalogue = catalogue
+
+    def sort(self, steps: list[str]) -> list[str]:
+        """Teaching order: calm and listening, understanding, resolving, limits, afterwards."""
+        return sorted(steps, key=lambda s: (self.order.get(s, len(self.order)), s))
+
+    def why(self, sid: str, lang: str) -> str:
+        why = (self.steps.get(sid) or {}).get("why") or {}
+        return why.get(lang) or why.get("en") or self.catalogue.steps[sid].t("description", lang)
+
+    def line(self, sid: str, lang: str) -> tuple[str, str]:
+        entry = self.steps.get(sid) or {}
+        line = entry.get("line") or {}
+        text = line.get(lang) or self.catalogue.steps[sid].model_sentence.get(lang) or line.get("en", "")
+        return text, entry.get("to", "caller")
+
+
 class Answerer:
-    def __init__(self, settings: Settings, retriever, catalogue: Catalogue, bridge: StepBridge):
+    def __init__(self, settings: Settings, retriever, catalogue: Catalogue, bridge: StepBridge,
+                 situations: SituationClassifier | None = None):
         self.settings = settings
         self.retriever = retriever
         self.catalogue = catalogue
         self.bridge = bridge
         self.knowledge = retriever.knowledge
         self.phrases = load_prompt("answer", settings.prompts_dir)
+        self.situations = situations or SituationClassifier(
+            settings, retriever.embedder, catalogue, self.knowledge, cache=getattr(retriever, "cache", None))
+        self.advice = Advice(settings.knowledge_dir, catalogue)
+        self._titles = self._article_titles()
+        ids, _, matrix = retriever.index.all_vectors()  # every passage in five languages
+        self._passage_of = np.array([passage_of(i) for i in ids])
+        self._teaches: dict[str, list[str]] = {}  # passage -> the steps it teaches
+        for sid, st in catalogue.steps.items():
+            for pid in st.passages:
+                self._teaches.setdefault(pid, []).append(sid)
+        self._passage_matrix = matrix
         self._llm = None
         self._llm_loaded = False
 
@@ -51,45 +110,77 @@ class Answerer:
             self._llm_loaded = True
         return self._llm
 
+    def _article_titles(self) -> dict[tuple[str, str], str]:
+        """(article, lang) -> title: originals from articles.yaml, ours from the translations."""
+        titles = {}
+        for aid, a in self.knowledge.articles.items():
+            titles[(aid, a.language)] = a.title
+            titles[(aid, "en")] = a.title_en
+        tdir = Path(self.settings.knowledge_dir) / "translations"
+        for lang_dir in sorted(tdir.iterdir()) if tdir.is_dir() else []:
+            for f in sorted(lang_dir.glob("*.yaml")):
+                data = load_yaml(f.read_bytes()) or {}
+                aid = str(data.get("article") or f.stem)
+                if data.get("title") and (aid, lang_dir.name) not in titles:
+                    titles[(aid, lang_dir.name)] = str(data["title"])
+        return titles
+
+    def article_title(self, aid: str, lang: str) -> str:
+        return self._titles.get((aid, lang)) or self._titles.get((aid, "en"), aid)
+
+    def cite(self, pid: str, lang: str) -> Citation:
+        c = self.knowledge.cite(pid, lang)
+        c.article_title = self.article_title(c.article, lang)
+        return c
+
+    # -- retrieval and follow-ups ------------------------------------------------------
     def _retrieve(self, question: str, history: list[dict] | None):
         """Search with the question; a short follow-up ("and if they keep swearing?") is
-        searched together with the previous user turn."""
+        searched together with the previous user turn. Returns (result, previous question
+        or None)."""
         result = self.retriever.search(question, k=5, demote_overviews=False)
         previous = [h["content"] for h in (history or []) if h.get("role") == "user" and h.get("content")]
         follow_up = len(question.split()) <= _FOLLOW_UP_WORDS or not result.in_scope
+        if not previous or not follow_up:
+            return result, None
         # a new, unrelated question ("What is the capital of France?") is not a follow-up
-        unrelated = not self.retriever.nearest_is_in_domain(self.retriever.vector(question))
-        if previous and follow_up and not unrelated:
-            combined = self.retriever.search(f"{previous[-1]} {question}", k=5, demote_overviews=False)
-            if combined.in_scope:
-                return combined, True
-        return result, False
+        if not self.retriever.nearest_is_in_domain(self.retriever.vector(question)):
+            return result, None
+        combined = self.retriever.search(f"{previous[-1]} {question}", k=5, demote_overviews=False)
+        if combined.in_scope:
+            return combined, previous[-1]
+        return result, None
 
-    def _steps(self, vector, passage_ids: list[str]) -> tuple[list[str], list[str]]:
-        """Steps taught by the best retrieved passages, nearest step first, and the passages
-        the answer may cite for them. An overview passage ("Here are some tips…") stands for
-        the steps its article teaches, ranked by closeness to the question."""
-        rank = {sid: i for i, (sid, _) in enumerate(self.bridge.ranked_steps(vector))}
-        chosen: list[str] = []
-        grounds = list(passage_ids)
-        for pos, pid in enumerate(passage_ids[:TOP_PASSAGES]):
-            if self.knowledge.is_overview(pid):
-                if pos:  # only an overview that is the best match speaks for its article
-                    continue
-                article = self.knowledge.get(pid).article
-                own = {sid: [p for p in st.passages if self.knowledge.get(p).article == article]
-                       for sid, st in self.catalogue.steps.items()}
-                picked = [sid for sid in sorted(own, key=lambda x: rank.get(x, 99)) if own[sid] and sid not in chosen]
-                for sid in picked[:OVERVIEW_STEPS]:
-                    chosen.append(sid)
-                    grounds += [p for p in own[sid] if p not in grounds]
-                continue
-            teaching = [sid for sid, st in self.catalogue.steps.items() if pid in st.passages]
-            for sid in sorted(teaching, key=lambda x: rank.get(x, 99))[:1]:
-                if sid not in chosen:
-                    chosen.append(sid)
-        return chosen[:MAX_STEPS], grounds
+    def _described_situation(self, question: str) -> bool:
+        """A trainer describing a situation ("my trainee is shaking after a nasty call") may
+        be close to no single passage, so search's relevance stays low; it is still in scope
+        when its nearest reference question is clearly one the articles answer."""
+        margin = self.retriever.scope_margin(self.retriever.vector(question))
+        return margin >= self.situations.spec.selection.scope_margin
 
+    def _named_steps(self, text: str) -> list[str]:
+        """Steps a follow-up names by their cue words ("the transfer", "the warning")."""
+        return [sid for sid, st in self.catalogue.steps.items()
+                if mentions(text, [c for cues in st.cues.values() for c in cues if len(c) >= 4])]
+
+    def _passages_for(self, sid: str, vector: np.ndarray, hit_rank: dict[str, int], n: int,
+                      step_scores: dict[str, float]) -> list[str]:
+        """The step's passages that search ranked among its hits for this question (up to
+        ``n``). A step none of whose passages search found is part of the situation's
+        sequence rather than of what was asked: it cites one passage, the one that teaches
+        most of what the situation calls for (the summed scores of the steps it teaches),
+        then the one closest to the question (best over its five language versions)."""
+        own = self.catalogue.steps[sid].passages
+        found = sorted((p for p in own if p in hit_rank), key=lambda p: hit_rank[p])
+        if found:
+            return found[:n]
+        sims = self._passage_matrix @ vector
+        best = {pid: float(sims[self._passage_of == pid].max()) if (self._passage_of == pid).any() else -1.0
+                for pid in own}
+        central = {pid: sum(step_scores.get(t, 0.0) for t in self._teaches.get(pid, ())) for pid in own}
+        return sorted(own, key=lambda p: (-round(central[p], 6), -best[p], p))[:1]
+
+    # -- ask ---------------------------------------------------------------------------
     def ask(self, question: str, history: list[dict] | None = None) -> AskResult:
         question, warnings = clean_text(question, "question", self.settings.max_question_chars)
         lang = detect(question)
@@ -97,9 +188,9 @@ class Answerer:
         notes = list(warnings)
         if lang not in CORE:
             notes.append(localized(self.phrases, "language_note", "en"))
-        result, used_history = self._retrieve(question, history)
-        if used_history:
-            notes.append("follow-up: searched together with your previous question")
+        result, previous = self._retrieve(question, history)
+        if not result.in_scope and previous is None and self._described_situation(question):
+            result = result.model_copy(update={"in_scope": True})
         if not result.in_scope:
             return AskResult(
                 question=question,
@@ -110,77 +201,98 @@ class Answerer:
                 steps=[],
                 notes=notes,
             )
-        # cite only passages whose evidence is close to the best one: precision over breadth
-        best = result.passages[0].score if result.passages else 0.0
-        retrieved = [h.id for h in result.passages if h.score >= CITE_SHARE * best]
-        quotable = [h.id for h in result.passages[:TOP_PASSAGES]
-                    if h.score >= QUOTE_SHARE * best and not self.knowledge.is_overview(h.id)]
-        query_text = question if not used_history else result.question
+        query_text = result.question if previous else question
         vector = self.retriever.vector(query_text)
-        steps, grounds = self._steps(vector, retrieved)
-        lines, cited = self._compose(steps, grounds, quotable, alang)
-        conflicts = self._conflicts(query_text, alang, cited)
-        self._add_conflicts(lines, cited, conflicts, alang)
+        guess = self.situations.guess(vector, query_text, lang)
+        steps, follow_up, per_step = list(guess.steps), "", PASSAGES_PER_STEP
+        if previous is not None:
+            before = self.situations.guess(self.retriever.vector(previous), previous, detect(previous)).steps
+            named = self._named_steps(question)
+            if named and set(named) <= set(before):
+                steps, follow_up, per_step = named, "narrow", PASSAGES_NARROWED
+            else:
+                steps = (named + [s for s in steps if s not in named])[: self.situations.spec.selection.max_steps]
+                follow_up = "extend"
+            notes.append(localized(self.phrases, f"follow_up_{follow_up}", alang))
+        steps = self.advice.sort(steps)
+        hit_rank = {h.id: i for i, h in enumerate(result.passages)}
+        advice = [self._advice_step(sid, alang, vector, hit_rank, per_step, guess.step_scores) for sid in steps]
+        conflicts = self._conflicts(question if follow_up == "narrow" else query_text, alang,
+                                    None if follow_up == "narrow" else guess)
+        lines, cited = self._compose(advice, conflicts, alang)
         answer, backend = "\n".join(lines), "offline"
         if self.llm is not None:
-            llm_answer = self._ask_llm(question, history, grounds, alang)
+            given = cited + [h.id for h in result.passages[:3]
+                             if h.id not in cited and not self.knowledge.is_overview(h.id)]
+            llm_answer = self._ask_llm(question, history, given, alang)
             if llm_answer is not None:
                 answer, cited, backend = llm_answer
+        by_id = {c.passage: c for a in advice for c in a.citations}
         return AskResult(
             question=question,
             language=alang,
             in_scope=True,
             answer=answer,
-            citations=[self.knowledge.cite(pid, alang) for pid in cited],
+            citations=[by_id.get(pid) or self.cite(pid, alang) for pid in cited],
             steps=steps,
             conflicts=conflicts,
             backend=backend,
             notes=notes,
+            advice=advice,
+            situation=guess.situation,
+            follow_up=follow_up,
+        )
+
+    def _advice_step(self, sid: str, lang: str, vector, hit_rank, n: int, step_scores) -> AdviceStep:
+        step = self.catalogue.steps[sid]
+        line, to = self.advice.line(sid, lang)
+        pids = self._passages_for(sid, vector, hit_rank, n, step_scores)
+        return AdviceStep(
+            step=sid,
+            title=step.t("title", lang),
+            stage=self.advice.stage.get(sid, "resolve"),
+            why=self.advice.why(sid, lang),
+            line=line,
+            line_to=to,
+            focus=any(hit_rank.get(p, FOCUS_RANK) < FOCUS_RANK for p in pids),
+            citations=[self.cite(pid, lang) for pid in pids],
         )
 
     # -- offline composition -------------------------------------------------------
-    def _compose(self, steps, grounds, quotable, lang) -> tuple[list[str], list[str]]:
-        """The answer's lines and the passages they cite; every line carries the ids of
-        the retrieved passages it rests on."""
+    def _compose(self, advice: list[AdviceStep], conflicts: list[ConflictNote], lang) -> tuple[list[str], list[str]]:
+        """The answer's lines and the passages they cite: one numbered line per step (title,
+        why, line to say, passage ids), then each conflict with both sides."""
         lines = [localized(self.phrases, "intro", lang)]
         cited: list[str] = []
-        n = 0
-        for sid in steps:
-            step = self.catalogue.steps[sid]
-            ids = [p for p in step.passages if p in grounds]
-            if not ids:
-                continue
-            n += 1
+        for n, a in enumerate(advice, start=1):
+            ids = [c.passage for c in a.citations]
             cited += [p for p in ids if p not in cited]
-            lines.append(f"{n}. {step.t('title', lang)}: {step.t('description', lang)} " + " ".join(f"[{p}]" for p in ids))
-        for pid in quotable:
-            if pid in cited:
-                continue
-            # a passage no step summarises: quote it, in the asker's language
-            n += 1
-            cited.append(pid)
-            lines.append(f"{n}. {_first_sentences(self.knowledge.get(pid).text_in(lang))} [{pid}]")
-        return lines, cited
-
-    def _add_conflicts(self, lines, cited, conflicts, lang) -> None:
-        """Each conflict with both sides, cited, after the advice."""
+            label = localized(self.phrases, f"line_{a.line_to}", lang)
+            lines.append(f"{n}. {a.title}: {a.why} {label}: “{a.line}” " + " ".join(f"[{p}]" for p in ids))
         for c in conflicts:
             lines.append(localized(self.phrases, "conflict", lang).format(topic=c.topic))
             for side in c.sides:
                 ids = [p["passage"] for p in side["passages"]]
                 cited += [p for p in ids if p not in cited]
                 lines.append(f"- {side['position']} " + " ".join(f"[{p}]" for p in ids))
+        return lines, cited
 
-    def _conflicts(self, text, lang, cited) -> list[ConflictNote]:
+    def _conflicts(self, text, lang, guess) -> list[ConflictNote]:
         """A conflict is presented when the question names its topic ("hold", "apologise"),
-        or when the answer rests on both of its sides; not merely because a step it
-        concerns came up."""
+        or when the situation the question was read as touches it (situations.yaml); not
+        merely because a step it concerns is part of the answer. A narrowed follow-up
+        (``guess`` None) shows only the conflicts it names."""
+        touched = set()
+        if guess is not None and guess.probability >= CONFLICT_MIN_PROBABILITY:
+            touched = set(self.situations.situation(guess.situation).conflicts)
         notes = []
         for c in self.catalogue.conflicts.values():
-            asked = mentions(text, c.all_cues)
-            both = all(set(side.passages) & set(cited) for side in c.sides)
-            if asked or both:
-                notes.append(conflict_note(c, self.knowledge, lang))
+            if c.id in touched or mentions(text, c.all_cues):
+                note = conflict_note(c, self.knowledge, lang)
+                for side in note.sides:
+                    for p in side["passages"]:
+                        p["article_title"] = self.article_title(p["article"], lang)
+                notes.append(note)
         return notes
 
     # -- optional LLM ----------------------------------------------------------------
@@ -215,21 +327,13 @@ class Answerer:
         return text.strip(), cited, f"llm:{self.settings.llm}"
 
 
-def _first_sentences(text: str, limit: int = 240) -> str:
-    """The opening of a passage, cut at a sentence end when one is near."""
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
-    return cut[: end + 1] if end > limit // 3 else cut.rstrip() + "…"
-
-
 def print_answer(result: AskResult) -> None:
     print(result.answer)
     if result.citations:
         print("\nSources:")
         for c in result.citations:
-            print(f"  [{c.passage}] ({c.language}) {c.quote}")
+            title = f" {c.article_title}:" if c.article_title else ""
+            print(f"  [{c.passage}] ({c.language}){title} {c.quote}")
             if c.language != "en":
                 print(f"      EN: {c.quote_en}")
     for n in result.notes:

@@ -1,4 +1,4 @@
-"""``python -m calmcall …``: index, search, grade, ask, questions, serve, keys.
+"""``python -m calmcall …``: index, search, grade, ask, questions, serve, keys, scorm, xapi.
 
 Exit codes: 0 ok, 2 bad input (empty, undecodable, unknown id), 1 anything else.
 JSON shapes printed here are contracts shared with the API.
@@ -84,25 +84,29 @@ def cmd_index(args) -> int:
     """Build or update every collection (passages, doc2query questions, catalogue)."""
     import time
 
+    from .catalogue import phrasing_docs
     from .coach import Coach
-    from .index import VectorIndex, query_docs, vector_docs
+    from .index import ChromaStore, VectorIndex, query_docs, vector_docs
 
     coach = Coach(progress=True)
     settings, knowledge = coach.settings, coach.knowledge
     progress = sys.stderr.isatty()
     start = time.perf_counter()
-    reports = []
-    for name, docs, side in (
-        (settings.collection, vector_docs(knowledge), "passage"),
-        (f"{settings.collection}_queries", query_docs(knowledge), "query"),
+    store = ChromaStore(settings)  # one client, opened only if something must be read or written
+    reports, indexes = [], []
+    for name, docs, side, fingerprint in (
+        (settings.collection, vector_docs(knowledge), "passage", knowledge.fingerprint),
+        (f"{settings.collection}_queries", query_docs(knowledge), "query", knowledge.fingerprint),
+        (f"{settings.collection}_catalogue", phrasing_docs(coach.catalogue), "query", coach.catalogue.fingerprint),
     ):
-        index = VectorIndex(settings, coach.embedder, docs, knowledge.fingerprint, name=name, side=side,
-                            cache=coach.vector_cache)
+        index = VectorIndex(settings, coach.embedder, docs, fingerprint, name=name, side=side,
+                            client=store, cache=coach.vector_cache)
         reports.append((name, index.build(progress=progress, force=args.force)))
-    bridge_index = VectorIndex(settings, coach.embedder, coach.bridge.index.docs, coach.catalogue.fingerprint,
-                               name=coach.bridge.index.name, side="query", cache=coach.vector_cache)
-    reports.append((bridge_index.name, bridge_index.build(progress=progress, force=args.force)))
-    _ = coach.retriever, coach.grader  # calibrations are fitted and stored when needed
+        indexes.append(index)
+    changed = any(r.changed or r.rebuilt_reason for _, r in reports)
+    if changed or "calibration" not in (indexes[0].manifest.get("extra") or {}):
+        _ = coach.retriever, coach.grader  # calibrations are fitted and stored when needed
+    coach.load_probes()  # fitted now (or read back), not by the first `grade`
     where = settings.chroma_url or str(settings.resolved_chroma_path)
     for name, r in reports:
         print(
@@ -124,7 +128,45 @@ def cmd_index(args) -> int:
         keep |= {cache.key(model, t, True) for t in inside + outside}
         path = coach.vector_cache.save(settings.knowledge_dir / "vectors", keep=keep)
         print(f"vector cache written to {path} ({len(keep)} vectors)")
+        for probe in _ship_probes(coach):
+            print(f"step probe written to {probe}")
     return 0
+
+
+def _ship_probes(coach) -> list[Path]:
+    """Copy the probes the bridge uses (fitted or read back while the grader loaded) next
+    to the shipped vectors, so a fresh checkout reads them instead of fitting them; the
+    shipped probes of older catalogues are removed."""
+    import shutil
+
+    import numpy as np
+
+    from .catalogue import Probe
+    from .coach import PROBE_GLOB
+
+    _ = coach.grader
+    coach.load_probes()
+    in_use = [v for v in vars(coach.bridge).values() if isinstance(v, Probe)]
+    found: dict[int, Path] = {}  # in-use probe -> its file (the newest, if copies share its content)
+    for f in sorted((coach.settings.data_dir / "probe").glob(PROBE_GLOB), key=lambda f: f.stat().st_mtime):
+        try:
+            with np.load(f) as z:
+                weights, classes = z["weights"], [str(c) for c in z["classes"]]
+        except Exception:  # noqa: BLE001 - unreadable: not one of ours
+            continue
+        for i, p in enumerate(in_use):
+            if p.classes == classes and p.weights.shape == weights.shape and np.array_equal(p.weights, weights):
+                found[i] = f
+    shipped = coach.settings.knowledge_dir / "vectors"
+    keep: list[Path] = []
+    for f in found.values():
+        shutil.copyfile(f, shipped / f.name)
+        keep.append(shipped / f.name)
+    if keep:
+        for old in shipped.glob(PROBE_GLOB):
+            if old not in keep:
+                old.unlink()
+    return keep
 
 
 def _print_search(result) -> None:
@@ -167,7 +209,7 @@ def _answer_text(args) -> str:
 
 
 def cmd_grade(args) -> int:
-    from .grading import print_report
+    from .feedback import print_report
 
     coach = _coach(args)
     if args.batch:
@@ -176,9 +218,55 @@ def cmd_grade(args) -> int:
             ("answer",),
             lambda row: coach.grade(row["answer"], row.get("question") or args.question),
         )
+    if args.audio:
+        return _grade_audio(coach, args)
     report = coach.grade(_answer_text(args), args.question)
     _emit(report) if args.json else print_report(report)
     return 0
+
+
+def _voice(run: Callable[[], int]) -> int:
+    """Voice commands: a recogniser that cannot run here is exit 1 with its message."""
+    from .speech import SpeechUnavailable
+
+    try:
+        return run()
+    except SpeechUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_transcribe(args) -> int:
+    from .delivery import print_transcript
+
+    def run() -> int:
+        transcript = _coach(args).transcribe(Path(args.file).read_bytes(), args.lang)
+        _emit(transcript) if args.json else print_transcript(transcript)
+        return 0
+
+    return _voice(run)
+
+
+def _grade_audio(coach, args) -> int:
+    """``grade --audio FILE``: the grade report of the transcript, plus ``transcript`` and
+    ``delivery`` (reported beside the score, never mixed into it)."""
+    from .delivery import print_delivery, print_transcript
+    from .feedback import print_report
+
+    def run() -> int:
+        report, transcript, delivery = coach.grade_audio(Path(args.audio).read_bytes(), args.question, args.lang)
+        if args.json:
+            _emit({**report.model_dump(mode="json"), "transcript": transcript.model_dump(mode="json"),
+                   "delivery": delivery.model_dump(mode="json")})
+        else:
+            print_transcript(transcript)
+            print()
+            print_report(report)
+            print()
+            print_delivery(delivery)
+        return 0
+
+    return _voice(run)
 
 
 def cmd_ask(args) -> int:
@@ -204,6 +292,24 @@ def cmd_keys(args) -> int:
     from .api.keys import keys_command
 
     return keys_command(args)
+
+
+def cmd_scorm(args) -> int:
+    from .scorm import command
+
+    return command(args)
+
+
+def cmd_xapi(args) -> int:
+    from .xapi import command
+
+    return command(args)
+
+
+def cmd_roleplay(args) -> int:
+    from .roleplay import command
+
+    return command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer-file", help="read the answer from this file instead of stdin")
     p.add_argument("--json", action="store_true")
     p.add_argument("--batch", metavar="FILE", help='JSON lines {"id", "question"?, "answer"}')
+    p.add_argument("--audio", metavar="FILE", help="grade a spoken answer (WAV, OGG, WebM, FLAC, MP3, M4A)")
+    p.add_argument("--lang", default="en", help="language spoken in --audio (default en)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("transcribe", help="speech to text with delivery measures (offline)")
+    p.add_argument("file", help="audio file (WAV, OGG, WebM, FLAC, MP3, M4A)")
+    p.add_argument("--lang", default="en", help="language spoken (always passed to the model; default en)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_transcribe)
 
     p = sub.add_parser("ask", help="grounded answer with citations")
     p.add_argument("question", nargs="?")
@@ -256,6 +370,57 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("key_id")
     k = ksub.add_parser("list")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("scorm", help="SCORM 1.2 packages for an LMS, and their credentials")
+    ssub = p.add_subparsers(dest="scorm_command", required=True)
+    k = ssub.add_parser("export", help="write a SCORM 1.2 package (zip) for an organisation")
+    k.add_argument("--org", required=True)
+    which = k.add_mutually_exclusive_group()
+    which.add_argument("--question", help="practice question id (default: the learner picks)")
+    which.add_argument("--scenario", help="role-play scenario id")
+    k.add_argument("--out", required=True, help="the zip to write, e.g. coach.zip")
+    k.add_argument("--api-url", help="the HR API's public URL (default CALMCALL_API_URL)")
+    k.add_argument("--app-url", help="the app's public URL (default CALMCALL_APP_URL)")
+    k.add_argument("--mastery-score", type=int, help="pass mark 0-100 (default CALMCALL_MASTERY_SCORE)")
+    k.add_argument("--title", help="title shown in the LMS")
+    k.add_argument("--lang", help="launch page and coach language (en, sv, hu, it, nl)")
+    k.add_argument("--lms-origin", action="append", default=[],
+                   help="only this LMS origin may launch it (repeatable; default any)")
+    k.add_argument("--json", action="store_true")
+    k = ssub.add_parser("credentials", help="list package credentials")
+    k.add_argument("--org")
+    k.add_argument("--json", action="store_true")
+    k = ssub.add_parser("revoke", help="revoke a package credential at once")
+    k.add_argument("credential_id")
+    p.set_defaults(func=cmd_scorm)
+
+    p = sub.add_parser("xapi", help="xAPI statements for the LRS: outbox, delivery, per-organisation LRS")
+    xsub = p.add_subparsers(dest="xapi_command", required=True)
+    k = xsub.add_parser("flush", help="send every pending statement now (exit 1 if some are still pending)")
+    k.add_argument("--requeue-skipped", action="store_true",
+                   help="first queue again what was skipped while no LRS was configured")
+    k.add_argument("--limit", type=int, help="send at most this many")
+    k.add_argument("--json", action="store_true")
+    k = xsub.add_parser("status", help="the outbox: pending, oldest, sent, rejected, skipped")
+    k.add_argument("--json", action="store_true")
+    k = xsub.add_parser("lrs", help="show or set an organisation's own LRS")
+    k.add_argument("--org", required=True)
+    k.add_argument("--url", help="its xAPI endpoint, e.g. https://lrs.example.com/xAPI/")
+    k.add_argument("--auth", help="user:password (basic auth)")
+    k.add_argument("--homepage", help="the namespace of its learner accounts, e.g. https://lms.example.com")
+    k.add_argument("--disable", action="store_true", help="send this organisation's statements nowhere")
+    k.add_argument("--clear", action="store_true", help="use the server-wide LRS again")
+    p.set_defaults(func=cmd_xapi)
+
+    p = sub.add_parser("roleplay", help="a call against a simulated angry caller (interactive, scripted or batch)")
+    p.add_argument("--list", action="store_true", help="list the scenarios")
+    p.add_argument("--scenario", help="scenario id (see --list)")
+    p.add_argument("--lang", default=None, help="language of the call: en, sv, hu, it, nl (default en)")
+    p.add_argument("--seed", type=int, default=0, help="line choice seed (same seed and replies, same call)")
+    p.add_argument("--script", metavar="FILE", help='one trainee reply per line ("-" = stdin)')
+    p.add_argument("--batch", metavar="FILE", help='JSON lines {"id", "scenario", "lang"?, "replies": [...]}')
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_roleplay)
     return parser
 
 

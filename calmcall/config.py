@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     llm_base_url: str = ""
     llm_api_key: str = "not-needed"
     llm_timeout_s: float = 30.0
+    # The role-play caller's voice (calmcall/roleplay.py): "template" speaks the scenario's
+    # written lines; "llm" rewords each chosen line with the LLM above (checked; falls back).
+    roleplay_voice: str = "template"
 
     # Input bounds.
     max_question_chars: int = 2000
@@ -54,6 +57,16 @@ class Settings(BaseSettings):
     # Recent answer sentences whose vectors the grader keeps (a retry re-embeds only what
     # changed); 0 turns the cache off.
     grade_cache_size: int = Field(default=4096, ge=0)
+
+    # Voice (calmcall/speech.py, knowledge/speech.yaml): recogniser, the model for English
+    # and for the other languages (a bundled name or a local CTranslate2 model directory;
+    # never a hub id), CPU threads (0 = OMP_NUM_THREADS, else up to 4), and audio limits.
+    speech: str = "faster-whisper"
+    speech_model_en: str = "tiny.en"
+    speech_model: str = "base"
+    speech_threads: int = Field(default=0, ge=0)
+    max_audio_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # 413 above it
+    max_audio_seconds: float = Field(default=600.0, gt=0)  # 422 above it (10 minutes)
 
     # HR REST API (calmcall.api). Lists accept JSON (`["https://a"]`) or commas (`https://a,https://b`).
     # Origins whose pages may call the API from a browser (CORS); empty = none.
@@ -70,6 +83,26 @@ class Settings(BaseSettings):
     embed_token_max_ttl_s: int = 86400
     # Public URL of the Streamlit app, used to build embed URLs ("" = not known).
     app_url: str = ""
+
+    # LMS (calmcall.scorm): the HR API's public URL, written into SCORM packages so their
+    # launch page can reach it ("" = pass --api-url to `scorm export`); the score at which
+    # an attempt passes (SCORM lesson_status, xAPI result.success); package launches per
+    # minute per package credential, per worker (0 = unlimited).
+    api_url: str = ""
+    mastery_score: int = Field(default=70, ge=0, le=100)
+    package_rate_limit_per_minute: int = Field(default=120, ge=0)
+    # LRS (calmcall.xapi): the xAPI endpoint (statements go to <url>statements) and its basic
+    # auth "user:password"; an organisation's own LRS in the store overrides both. The IRI
+    # base of activities and learner accounts defaults to app_url. The sender retries with
+    # exponential backoff from xapi_retry_s up to xapi_max_backoff_s.
+    xapi_url: str = ""
+    xapi_auth: str = ""
+    xapi_base: str = ""
+    xapi_timeout_s: float = Field(default=10.0, gt=0)
+    xapi_poll_s: float = Field(default=5.0, gt=0)
+    xapi_retry_s: float = Field(default=5.0, gt=0)
+    xapi_max_backoff_s: float = Field(default=3600.0, gt=0)
+    xapi_batch: int = Field(default=50, ge=1, le=500)
 
     @field_validator("cors_origins", "frame_ancestors", mode="before")
     @classmethod

@@ -53,7 +53,6 @@ class FeedbackComposer:
         """``feedback_lang``: write the feedback in this language instead of the answer's
         (the app's UI language: an English answer in the Swedish UI reads Swedish feedback)."""
         parsed, q, flags, statuses = s.match.parsed, s.question, s.flags, s.statuses
-        us = parsed.units
         lang = parsed.language
         # feedback is written in all eight
         flang = feedback_lang if feedback_lang in SUPPORTED else lang if lang in SUPPORTED else "en"
@@ -116,7 +115,8 @@ class FeedbackComposer:
     def _summary(self, r: GradeReport, lang: str, parsed) -> Summary:
         alerts: list[Alert] = []
         for h in r.harms:
-            alerts.append(Alert(kind="harm", message=self._t("harm", lang, title=h.title, evidence=h.evidence, why=h.why)))
+            evidence = h.evidence.rstrip(" .!?;,")  # the template closes the quote
+            alerts.append(Alert(kind="harm", message=self._t("harm", lang, title=h.title, evidence=evidence, why=h.why)))
         for kind in _ALERT_ORDER[1:]:
             if r.flags.get(kind) and not (kind == "too_short" and r.flags.get("off_topic")):
                 alerts.append(Alert(kind=kind, message=self._t(kind, lang)))

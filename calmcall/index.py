@@ -14,27 +14,48 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 
 from .config import Settings
-from .embeddings import Embedder
+from .embeddings import Embedder, save_npz
 from .knowledge import Knowledge
 
 log = logging.getLogger(__name__)
 
 SCHEMA = 3  # 3: HNSW ef_search raised (see HNSW)
 _MANIFEST_KEY = "calmcall_manifest"
-_BATCH = 32
+_BATCH = 32  # texts embedded per step (progress bar, vector cache)
+# Vectors written to Chroma per upsert: one call per few thousand instead of one per 32
+# (fewer round trips, commits and index updates; Chroma's own limit still applies).
+_UPSERT_BATCH = 4096
+# Local snapshots of the embedded store's collections (manifest, ids, hashes, metadata,
+# vectors), kept inside the store's own folder so they go wherever it goes (deleted with
+# it, moved aside with it when it is corrupt). A process that only needs to know the
+# index is current, or needs a collection's vectors as a matrix (the catalogue bridge, the
+# scope check), reads them from here and never imports or opens Chroma (~1 s per start).
+# Every write through VectorIndex removes the snapshot first and writes a new one after;
+# a query opens Chroma and checks it still matches the snapshot it was served from.
+SNAPSHOT_DIR = "calmcall-snapshots"
+SNAPSHOT_FORMAT = 1
 # Chroma's default ef_search (100) missed some of the true 40 nearest vectors, once even
 # the nearest, for 9 of the 90 eval questions on our 480 / 1,632-vector collections, and
 # which ones it missed varied between builds. 400 returned the exact top 40 for all of
 # them at ~0.5 ms more per query. ef_search is fixed when a collection is created.
 HNSW = {"space": "cosine", "ef_search": 400}
+# Collections that are only ever read back whole, as a matrix, and never searched through
+# Chroma: the catalogue phrasings (StepBridge holds them as one matrix). They are stored
+# without documents (the texts live in knowledge/; full-text indexing them was half of a
+# fresh build's cost) and with a cheap HNSW graph (nothing walks it). Chosen by name
+# unless a VectorIndex says otherwise; a collection keeps the settings it was created with.
+MATRIX_ONLY_SUFFIXES = ("_catalogue",)
+HNSW_MATRIX_ONLY = {**HNSW, "ef_construction": 10, "max_neighbors": 4}
 
 
 class IndexUnavailable(RuntimeError):
@@ -159,12 +180,48 @@ def query_docs(knowledge: Knowledge) -> dict[str, tuple[str, dict]]:
     return docs
 
 
+class ChromaStore:
+    """The Chroma client of one configuration, created on first use and shared by the
+    indexes that use it (importing chromadb and opening a store cost ~1 s)."""
+
+    def __init__(self, settings: Settings, client=None):
+        self.settings = settings
+        self.kind = client_kind(settings)
+        self._client = client
+        self._external = client is not None  # a client handed in: we do not know its folder
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = CLIENTS[self.kind](self.settings)
+        return self._client
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def snapshot_dir(self) -> Path | None:
+        """Where collection snapshots live: embedded stores only (a server is shared by
+        workers that may rebuild it, so it is always asked)."""
+        if self.kind != "persistent" or self._external:
+            return None
+        return self.settings.resolved_chroma_path / SNAPSHOT_DIR
+
+
 class VectorIndex:
     """One Chroma collection of vectors for a set of documents, with its manifest.
 
     ``docs`` maps vector id -> (text, metadata with a ``hash``). ``side`` says whether the
     texts are embedded as passages (article text) or as queries (catalogue phrasings,
-    which are compared with what users write).
+    which are compared with what users write). ``client`` may be a Chroma client or the
+    ``store`` of another index (to share one lazily created client).
+
+    Chroma is opened only when it is needed: to query, to write, or when there is no
+    current snapshot of the collection (see ``SNAPSHOT_DIR``).
     """
 
     def __init__(
@@ -177,6 +234,7 @@ class VectorIndex:
         side: str = "passage",
         client=None,
         cache=None,
+        matrix_only: bool | None = None,
     ):
         self.settings = settings
         self.embedder = embedder
@@ -185,10 +243,38 @@ class VectorIndex:
         self.name = name or settings.collection
         self.side = side
         self.cache = cache
-        self.kind = client_kind(settings)
-        self.client = client if client is not None else CLIENTS[self.kind](settings)
-        self._collection = None
+        self.matrix_only = self.name.endswith(MATRIX_ONLY_SUFFIXES) if matrix_only is None else matrix_only
+        self.store = client if isinstance(client, ChromaStore) else ChromaStore(settings, client)
+        self.kind = self.store.kind
+        self._coll = None
+        self._lock = threading.RLock()
         self.manifest: dict = {}
+        self._snap: dict | None = None  # the snapshot this index is served from, if any
+        self._snap_read = False
+
+    @property
+    def client(self):
+        return self.store.client
+
+    @property
+    def _collection(self):
+        """The Chroma collection, opened on first use. An index served from its snapshot
+        checks, when it opens Chroma, that the store still holds what the snapshot says; if
+        something else changed it, Chroma is trusted instead and the index brought up to
+        date (or, when it is current, the snapshot rewritten)."""
+        if self._coll is None:
+            with self._lock:
+                if self._coll is None:
+                    snap = self._snap
+                    self._open_collection()
+                    if snap is not None and (
+                        self.manifest != snap["manifest"] or self._coll.count() != len(snap["ids"])
+                    ):
+                        log.warning("Index %s changed since its local snapshot was written; "
+                                    "reading it from Chroma.", self.name)
+                        self._snap = None
+                        self.ensure_current()  # rebuilds if stale, else rewrites the snapshot
+        return self._coll
 
     # -- manifest -------------------------------------------------------------
     def _wanted_manifest(self, count: int) -> dict:
@@ -204,6 +290,7 @@ class VectorIndex:
         name = self.name
         try:
             if rebuild_reason:
+                self._drop_snapshot()
                 try:
                     self.client.delete_collection(name)
                 except Exception:  # absent: nothing to delete
@@ -211,13 +298,13 @@ class VectorIndex:
             collection = self.client.get_or_create_collection(
                 name,
                 embedding_function=self.embedder.as_chroma(),
-                configuration={"hnsw": HNSW},
+                configuration={"hnsw": HNSW_MATRIX_ONLY if self.matrix_only else HNSW},
             )
         except IndexUnavailable:
             raise
         except Exception as exc:
             raise IndexUnavailable(f"Chroma collection {name!r} could not be opened: {exc}") from exc
-        self._collection = collection
+        self._coll = collection
         raw = (collection.metadata or {}).get(_MANIFEST_KEY)
         try:
             self.manifest = json.loads(raw) if raw else {}
@@ -225,44 +312,158 @@ class VectorIndex:
             self.manifest = {}
         return collection
 
+    def open(self) -> None:
+        """Open the Chroma collection now (server start-up), not on the first query."""
+        _ = self._collection
+
     def as_langchain(self):
         """This collection as a langchain ``VectorStore``, for chains built on CalmCall's
         index. Search itself queries Chroma directly: it needs only ids and distances, and
         the wrapper's documents + metadata fetch tripled the query time (1.2 vs 3.7 ms)."""
         from langchain_chroma import Chroma
 
-        if self._collection is None:
-            self._open_collection()
+        self.open()
         return Chroma(
             client=self.client,
             collection_name=self.name,
             embedding_function=self.embedder.as_langchain(),
         )
 
-    def staleness(self) -> str:
-        """Why the stored index cannot be served as is ('' when it is current)."""
-        if self._collection is None:
-            self._open_collection()
-        m = self.manifest
-        if not m:
-            return "no index yet" if self._collection.count() == 0 else "index has no manifest"
+    def _reason(self, m: dict, count: int) -> str:
         if m.get("schema") != SCHEMA:
             return f"index schema {m.get('schema')} != {SCHEMA}"
         if m.get("embedder") != self.embedder.manifest_id:
             return f"embedding model changed ({m.get('embedder')} -> {self.embedder.manifest_id})"
         if m.get("knowledge") != self.fingerprint:
             return "knowledge files changed since the index was built"
-        if m.get("count") != self._collection.count():
-            return f"index holds {self._collection.count()} vectors, manifest says {m.get('count')}"
+        if m.get("count") != count:
+            return f"index holds {count} vectors, manifest says {m.get('count')}"
         return ""
 
+    def staleness(self) -> str:
+        """Why the stored index cannot be served as is ('' when it is current)."""
+        snap = self._snapshot() if self._coll is None else None
+        if snap is not None:
+            if snap["manifest"] and not self._reason(snap["manifest"], len(snap["ids"])):
+                self.manifest = snap["manifest"]
+                return ""
+            self._snap = None  # out of date: ask Chroma (a build replaces the snapshot)
+        collection = self._collection
+        m = self.manifest
+        if not m:
+            return "no index yet" if collection.count() == 0 else "index has no manifest"
+        return self._reason(m, collection.count())
+
+    # -- snapshot ---------------------------------------------------------------
+    @property
+    def _snapshot_path(self) -> Path | None:
+        folder = self.store.snapshot_dir
+        return None if folder is None else folder / f"{self.name}.npz"
+
+    def _snapshot(self) -> dict | None:
+        """The collection's snapshot when there is a readable one (read once)."""
+        if self._snap_read:
+            return self._snap
+        self._snap_read = True
+        path = self._snapshot_path
+        if path is None or not path.exists() or not (path.parent.parent / "chroma.sqlite3").exists():
+            return None
+        try:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("format") != SNAPSHOT_FORMAT or meta.get("name") != self.name:
+                    return None
+                ids, hashes = z["ids"].tolist(), z["hashes"].tolist()
+        except Exception as exc:  # noqa: BLE001 - truncated zip, bad arrays: ask Chroma
+            log.warning("ignoring unreadable index snapshot %s (%s)", path, exc)
+            return None
+        self._snap = {"manifest": meta.get("manifest") or {}, "ids": ids, "hashes": hashes, "data": None}
+        return self._snap
+
+    def _snapshot_data(self) -> tuple[list[str], list[dict], np.ndarray] | None:
+        snap = self._snap
+        if snap is None:
+            return None
+        if snap["data"] is None:
+            try:
+                with np.load(self._snapshot_path) as z:
+                    metas = json.loads(str(z["metas"]))
+                    vectors = np.asarray(z["embeddings"], dtype=np.float32)
+            except Exception as exc:  # noqa: BLE001 - vanished or damaged since: ask Chroma
+                log.warning("index snapshot %s unreadable (%s); reading Chroma", self._snapshot_path, exc)
+                self._snap = None
+                return None
+            snap["data"] = (list(snap["ids"]), metas, vectors)
+        return snap["data"]
+
+    def _write_snapshot(self, ids: list[str], metas: list[dict], vectors: np.ndarray) -> None:
+        path = self._snapshot_path
+        if path is None:
+            return
+        metas = [dict(m or {}) for m in metas]
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(ids) == 0:
+            vectors = np.zeros((0, self.embedder.dim), dtype=np.float32)
+        meta = {"format": SNAPSHOT_FORMAT, "name": self.name, "manifest": self.manifest}
+        hashes = [str(m.get("hash", "")) for m in metas]
+        try:
+            save_npz(
+                path,
+                meta=np.array(json.dumps(meta)),
+                ids=np.array(list(ids), dtype=str),
+                hashes=np.array(hashes, dtype=str),
+                metas=np.array(json.dumps(metas)),
+                embeddings=vectors,
+            )
+        except OSError as exc:  # a read-only data dir: Chroma is read every start, nothing else
+            log.warning("could not write the index snapshot %s (%s)", path, exc)
+            return
+        self._snap = {"manifest": dict(self.manifest), "ids": list(ids), "hashes": hashes,
+                      "data": (list(ids), metas, vectors)}
+        self._snap_read = True
+
+    def _drop_snapshot(self) -> None:
+        """Before any write to Chroma: no process may trust the old snapshot meanwhile."""
+        self._snap, self._snap_read = None, True
+        path = self._snapshot_path
+        if path is not None:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove the index snapshot %s (%s)", path, exc)
+
+    def _snapshot_from_chroma(self) -> None:
+        if self._snapshot_path is None:
+            return
+        data = self._collection.get(include=["metadatas", "embeddings"])
+        self._write_snapshot(data["ids"], data["metadatas"], _matrix(data["embeddings"], self.embedder.dim))
+
     # -- build ----------------------------------------------------------------
+    def _is_noop(self, snap: dict) -> bool:
+        """The snapshot shows exactly the wanted vectors under the wanted manifest."""
+        core = {k: v for k, v in snap["manifest"].items() if k != "extra"}
+        if core != self._wanted_manifest(len(self.docs)) or len(snap["ids"]) != len(self.docs):
+            return False
+        have = dict(zip(snap["ids"], snap["hashes"]))
+        return all(have.get(i) == md["hash"] for i, (_, md) in self.docs.items())
+
     def build(self, progress: bool = False, force: bool = False) -> BuildReport:
         """Bring the index in line with the knowledge base, embedding only what changed."""
         start = time.perf_counter()
         report = BuildReport()
-        if self._collection is None:
-            self._open_collection()
+        with self._lock:
+            if not force and self._coll is None:
+                snap = self._snapshot()
+                if snap is not None and self._is_noop(snap):
+                    self.manifest = snap["manifest"]
+                    report.unchanged = len(self.docs)
+                    report.seconds = time.perf_counter() - start
+                    return report
+            self._snap = None  # from here on Chroma is the truth
+            return self._build(report, start, progress, force)
+
+    def _build(self, report: BuildReport, start: float, progress: bool, force: bool) -> BuildReport:
+        collection = self._collection
         reason = "forced rebuild" if force else ""
         m = self.manifest
         if m and m.get("embedder") != self.embedder.manifest_id:
@@ -272,10 +473,10 @@ class VectorIndex:
         if reason:
             log.warning("Rebuilding the index from scratch: %s.", reason)
             report.rebuilt_reason = reason
-            self._open_collection(rebuild_reason=reason)
+            collection = self._open_collection(rebuild_reason=reason)
 
         wanted = self.docs
-        existing = self._collection.get(include=["metadatas"])
+        existing = collection.get(include=["metadatas"])
         have = {i: (md or {}).get("hash") for i, md in zip(existing["ids"], existing["metadatas"])}
         stale_ids = [i for i in have if i not in wanted]
         todo = [i for i, (_, md) in wanted.items() if have.get(i) != md["hash"]]
@@ -283,23 +484,32 @@ class VectorIndex:
         report.updated = sum(1 for i in todo if i in have)
         report.added = len(todo) - report.updated
         report.deleted = len(stale_ids)
+        if stale_ids or todo:
+            self._drop_snapshot()
         if stale_ids:
-            self._collection.delete(ids=stale_ids)
+            collection.delete(ids=stale_ids)
         if todo:
             from tqdm import tqdm
 
+            limit = _UPSERT_BATCH
+            try:
+                limit = max(1, min(limit, int(self.client.get_max_batch_size())))
+            except Exception:  # noqa: BLE001 - older clients / servers: our own limit
+                pass
             bar = tqdm(total=len(todo), desc="Embedding passages", unit="vec", disable=not progress)
-            for i in range(0, len(todo), _BATCH):
-                chunk = todo[i : i + _BATCH]
+            for u in range(0, len(todo), limit):
+                chunk = todo[u : u + limit]
                 texts = [wanted[c][0] for c in chunk]
-                vectors = self.embedder.embed_cached(texts, self.side == "query", self.cache)
-                self._collection.upsert(
+                parts = []
+                for i in range(0, len(chunk), _BATCH):
+                    parts.append(self.embedder.embed_cached(texts[i : i + _BATCH], self.side == "query", self.cache))
+                    bar.update(len(parts[-1]))
+                collection.upsert(
                     ids=chunk,
-                    embeddings=vectors.tolist(),
+                    embeddings=np.vstack(parts),
                     metadatas=[wanted[c][1] for c in chunk],
-                    documents=texts,
+                    documents=None if self.matrix_only else texts,
                 )
-                bar.update(len(chunk))
             bar.close()
             if self.cache is not None:
                 self.cache.save()
@@ -308,8 +518,10 @@ class VectorIndex:
         if old_core == manifest and "extra" in self.manifest:
             manifest["extra"] = self.manifest["extra"]  # derived data is still valid
         if manifest != self.manifest:
-            self._collection.modify(metadata={_MANIFEST_KEY: json.dumps(manifest)})
+            self._drop_snapshot()
+            collection.modify(metadata={_MANIFEST_KEY: json.dumps(manifest)})
             self.manifest = manifest
+        self._snapshot_from_chroma()
         report.seconds = time.perf_counter() - start
         return report
 
@@ -317,6 +529,8 @@ class VectorIndex:
         """Serve only a current index: rebuild (with a message) when it is stale."""
         reason = self.staleness()
         if not reason:
+            if self._snap is None and self._snapshot_path is not None:
+                self._snapshot_from_chroma()  # so the next process need not open Chroma
             return None
         if reason == "no index yet":
             log.warning("Building the %s index for the first time (this happens once).", self.name)
@@ -327,22 +541,35 @@ class VectorIndex:
     # -- query ----------------------------------------------------------------
     def query(self, vector: np.ndarray, k: int = 60) -> list[tuple[str, float]]:
         """Nearest vectors as (vector id, cosine similarity)."""
-        if self._collection is None:
-            self._open_collection()
+        collection = self._collection
         try:
-            res = self._collection.query(
-                query_embeddings=vector[None, :], n_results=k, include=["distances"]
-            )
+            res = collection.query(query_embeddings=vector[None, :], n_results=k, include=["distances"])
         except Exception as exc:
             raise IndexUnavailable(f"vector search failed: {exc}") from exc
         return [(vid, 1.0 - float(dist)) for vid, dist in zip(res["ids"][0], res["distances"][0])]
 
     def set_extra(self, extra: dict) -> None:
         """Store data derived from this index (e.g. score calibration) in its manifest."""
-        self.manifest = {**self.manifest, "extra": extra}
-        self._collection.modify(metadata={_MANIFEST_KEY: json.dumps(self.manifest)})
+        with self._lock:
+            data = self._snapshot_data()
+            self._drop_snapshot()
+            collection = self._collection
+            self.manifest = {**self.manifest, "extra": extra}
+            collection.modify(metadata={_MANIFEST_KEY: json.dumps(self.manifest)})
+            if data is not None:
+                self._write_snapshot(*data)
+            else:
+                self._snapshot_from_chroma()
 
     def all_vectors(self) -> tuple[list[str], list[dict], np.ndarray]:
+        data = self._snapshot_data()
+        if data is not None:
+            ids, metas, vectors = data
+            return list(ids), [dict(m) for m in metas], vectors.copy()
         data = self._collection.get(include=["metadatas", "embeddings"])
-        return data["ids"], data["metadatas"], np.asarray(data["embeddings"], dtype=np.float32)
+        return data["ids"], data["metadatas"], _matrix(data["embeddings"], self.embedder.dim)
 
+
+def _matrix(embeddings, dim: int) -> np.ndarray:
+    vectors = np.asarray(embeddings if embeddings is not None else [], dtype=np.float32)
+    return vectors.reshape(0, dim) if vectors.size == 0 else vectors

@@ -8,7 +8,7 @@ scored close to Spanish, and an answer in the user's core language is what matte
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 
 CORE = ("en", "sv", "hu", "it", "nl")
 EXTRA = ("de", "es", "fr")
@@ -32,19 +32,36 @@ def _builder():
     return LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
 
 
-@lru_cache(maxsize=1)
+_detectors: dict[str, object] = {}
+_build_lock = threading.Lock()  # one build at a time: the warm-up and a request may race
+
+
+def _get(kind: str):
+    d = _detectors.get(kind)
+    if d is None:
+        with _build_lock:
+            d = _detectors.get(kind)
+            if d is None:
+                b = _builder()
+                d = _detectors[kind] = (b.with_preloaded_language_models() if kind == "full" else b).build()
+    return d
+
+
 def _detector():
     """Every model loaded at once (in parallel): what short texts need."""
-    return _builder().with_preloaded_language_models().build()
+    return _get("full")
 
 
-@lru_cache(maxsize=1)
 def _on_demand_detector():
-    return _builder().build()
+    return _get("on_demand")
+
+
+def full_detector_loaded() -> bool:
+    return "full" in _detectors
 
 
 def _detector_for(sample: str):
-    if _detector.cache_info().currsize or sum(ch.isalpha() for ch in sample) < _LONG_TEXT_LETTERS:
+    if full_detector_loaded() or sum(ch.isalpha() for ch in sample) < _LONG_TEXT_LETTERS:
         return _detector()
     return _on_demand_detector()
 

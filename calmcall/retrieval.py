@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,7 +23,7 @@ from .config import Settings, get_settings
 from .embeddings import Embedder, load_embedder
 from .index import VectorIndex, passage_of, query_docs, vector_docs
 from .inputs import clean_text
-from .knowledge import Knowledge, load_knowledge
+from .knowledge import Knowledge, load_knowledge, load_yaml
 from .language import detect
 from .lexical import LexicalIndex
 from .models import SearchHit, SearchResult
@@ -93,7 +94,7 @@ class Retriever:
             self.embedder,
             vector_docs(self.knowledge),
             self.knowledge.fingerprint,
-            client=bridge.index.client if bridge is not None else None,
+            client=bridge.index.store if bridge is not None else None,  # one lazily opened client
             cache=cache,
         )
         self.index.ensure_current(progress=progress)
@@ -104,15 +105,46 @@ class Retriever:
             self.knowledge.fingerprint,
             name=f"{self.settings.collection}_queries",
             side="query",
-            client=self.index.client,
+            client=self.index.store,
             cache=cache,
         )
         self.queries.ensure_current(progress=progress)
-        self.lexical = LexicalIndex(self.knowledge)
         self.cache = cache
-        self._scope_in, self._scope_out = self._scope_references()
         self.bridge = bridge  # optional: catalogue phrasings -> passages (see catalogue.py)
         self.calibration = self._load_calibration()
+        # Built on first use (grading needs neither): bm25 per language, the scope references.
+        self._lazy_lock = threading.Lock()
+        self._lexical: LexicalIndex | None = None
+        self._scope: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        if self._lexical is None:
+            with self._lazy_lock:
+                if self._lexical is None:
+                    self._lexical = LexicalIndex(self.knowledge)
+        return self._lexical
+
+    @property
+    def _scope_in(self) -> np.ndarray:
+        return self._scope_refs()[0]
+
+    @property
+    def _scope_out(self) -> np.ndarray:
+        return self._scope_refs()[1]
+
+    def _scope_refs(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._scope is None:
+            with self._lazy_lock:
+                if self._scope is None:
+                    self._scope = self._scope_references()
+        return self._scope
+
+    def warm(self) -> None:
+        """Build what search builds on first use, and open Chroma (server start-up)."""
+        _ = self.lexical, self._scope_refs()
+        self.index.open()
+        self.queries.open()
 
     # -- calibration ----------------------------------------------------------
     def _load_calibration(self) -> dict[str, Calibration]:
@@ -122,11 +154,10 @@ class Retriever:
         cal = extra.get("calibration")
         if isinstance(cal, dict) and set(cal) == {"passages", "queries"}:
             return {k: Calibration(**v) for k, v in cal.items()}
-        import yaml
-
-        anchors = yaml.safe_load((self.settings.knowledge_dir / "calibration.yaml").read_text("utf-8"))
-        vin = self.embedder.query(anchors["in_domain"])
-        vout = self.embedder.query(anchors["out_of_domain"])
+        anchors = load_yaml((self.settings.knowledge_dir / "calibration.yaml").read_text("utf-8"))
+        # the anchors are scope texts too, so their vectors are in the (shipped) cache
+        vin = self.embedder.embed_cached(anchors["in_domain"], True, self.cache)
+        vout = self.embedder.embed_cached(anchors["out_of_domain"], True, self.cache)
         result = {}
         for name, index in (("passages", self.index), ("queries", self.queries)):
             _, _, matrix = index.all_vectors()
@@ -141,13 +172,11 @@ class Retriever:
         """Reference questions for the nearest-neighbour scope check: what users ask that
         the articles answer (plus the doc2query vectors), versus near-miss and unrelated
         questions (``knowledge/scope_anchors.yaml``)."""
-        import yaml
-
         root = self.settings.knowledge_dir
-        cal = yaml.safe_load((root / "calibration.yaml").read_text("utf-8"))
+        cal = load_yaml((root / "calibration.yaml").read_text("utf-8"))
         anchors_file = root / "scope_anchors.yaml"
-        anchors = yaml.safe_load(anchors_file.read_text("utf-8")) if anchors_file.exists() else {}
-        questions = yaml.safe_load((root / "questions.yaml").read_text("utf-8")).get("questions", [])
+        anchors = load_yaml(anchors_file.read_text("utf-8")) if anchors_file.exists() else {}
+        questions = load_yaml((root / "questions.yaml").read_text("utf-8")).get("questions", [])
         inside = cal["in_domain"] + [t for q in questions for t in q["text"].values()]
         outside = cal["out_of_domain"] + list(anchors.get("out_of_domain", []))
         return inside, outside
@@ -180,6 +209,12 @@ class Retriever:
 
     def nearest_is_in_domain(self, vector: np.ndarray) -> bool:
         return float((self._scope_in @ vector).max()) > float((self._scope_out @ vector).max())
+
+    def scope_margin(self, vector: np.ndarray) -> float:
+        """How much closer the nearest in-domain reference question is than the nearest
+        out-of-domain one (> 0: in domain); ask reads a clear margin as in scope even when
+        no single passage is close (a situation described rather than a passage asked for)."""
+        return float((self._scope_in @ vector).max()) - float((self._scope_out @ vector).max())
 
     # -- search ---------------------------------------------------------------
     @staticmethod

@@ -172,7 +172,7 @@ _SUBORDINATORS = {
     "att", "eftersom", "som", "om", "när", "för", "hogy", "mert", "ha", "amikor", "ami", "amit", "aki",
     "perché", "che", "se", "quando", "mentre", "anche", "omdat", "dat", "die", "als", "wanneer", "zodat",
     "weil", "dass", "wenn", "ob", "damit", "porque", "que", "si", "cuando", "aunque", "parce", "car", "qui",
-    "lorsque", "quand", "même", "på", "in", "for", "with", "in", "to",
+    "lorsque", "quand", "même", "på", "in", "for", "with", "to",
 }
 _CONJ = {"and", "och", "és", "e", "en", "und", "y", "et", "or", "eller", "vagy", "o", "of", "oder", "ou"}
 
@@ -286,7 +286,7 @@ _FIRST_PERSON = {"nl": {"ik", "we", "wij"}, "de": {"ich", "wir"}}
 # negations, one inside a relative clause or right after the other, affirm.
 _RELATIVE = {"where", "when", "that", "which", "in", "där", "när", "som", "ahol", "amikor", "amit",
              "dove", "quando", "che", "cui", "waar", "waarin", "wanneer", "dat", "die", "wo", "wenn",
-             "in", "der", "die", "das", "donde", "cuando", "que", "en", "où", "quand", "qu"}
+             "der", "das", "donde", "cuando", "que", "en", "où", "quand", "qu"}
 
 
 _CONDITIONAL = {"if", "unless", "when", "whenever", "ha", "om", "se", "als", "wenn", "falls", "si", "quand",

@@ -240,95 +240,157 @@ def csv_filename(learner: str) -> str:
 
 
 # -- rendering (Streamlit) ------------------------------------------------------------------
-def render_citation(st, c: dict, lang: str, articles: dict | None = None) -> None:
-    """One quoted passage (one element): the original, then English and the reader's language."""
-    article = (articles or {}).get(c["article"])
-    source = f"{c['passage']}"
-    if article is not None:
-        source += f" · {article.title}"
-    parts = [f"**{md_escape(source)}** · {lang_name(c['language'], lang)}", "> " + md_escape(c["quote"])]
-    if c["language"] != "en" and c.get("quote_en"):
-        parts.append(f"*{_cap(lang_name('en', lang))}:* " + md_escape(c["quote_en"]))
-    if c.get("translation"):
-        parts.append(f"*{t('translation', lang)}:* " + md_escape(c["translation"]))
-    st.markdown("\n\n".join(parts))
+# Warnings a learner must not miss come first, in red for what disqualifies an answer.
+SEVERE_ALERTS = ("harm", "injection")
+ALERT_ICONS = {"harm": ":material/block:", "injection": ":material/gpp_bad:", "off_topic": ":material/explore_off:",
+               "copied": ":material/content_copy:", "sarcasm": ":material/sentiment_dissatisfied:",
+               "keyword_list": ":material/format_list_bulleted:", "repetitive": ":material/repeat:",
+               "too_short": ":material/short_text:", "anti_pattern": ":material/warning:",
+               "language": ":material/translate:", "truncated": ":material/content_cut:"}
 
 
-def render_conflict(st, note: dict, lang: str, articles: dict | None = None) -> None:
+def article_title(article, lang: str) -> str:
+    """An article's title for a reader of ``lang``: its own title, or the English one for
+    English readers (titles are not translated into the other languages)."""
+    if article is None:
+        return ""
+    if lang == "en" and article.language != "en" and article.title_en:
+        return article.title_en
+    return article.title
+
+
+def source_label(pid: str, knowledge, lang: str) -> str:
+    """``Article title · 004#p7``: which article a passage is from, not only its id."""
+    article = knowledge.articles.get(pid.split("#")[0]) if knowledge is not None else None
+    title = article_title(article, lang)
+    return f"{title} · {pid}" if title else pid
+
+
+def sources_label(pids: list[str], knowledge, lang: str) -> str:
+    """Several passages, each article named once: ``Title · 001#p27, 001#p28; Other · 000#p6``."""
+    groups: dict[str, list[str]] = {}
+    for pid in pids:
+        groups.setdefault(pid.split("#")[0], []).append(pid)
+    parts = []
+    for ids in groups.values():
+        title = source_label(ids[0], knowledge, lang).rsplit(" · ", 1)[0] if knowledge is not None else ""
+        parts.append(f"{title} · {', '.join(ids)}" if title and title != ids[0] else ", ".join(ids))
+    return "; ".join(parts)
+
+
+def passage_in(c: dict, lang: str, knowledge=None) -> tuple[str, str]:
+    """(text, language) of a cited passage as a reader of ``lang`` should read it: the
+    original when it is in ``lang``, else our translation into ``lang``, else English."""
+    if c["language"] == lang:
+        return c["quote"], lang
+    passage = knowledge.passages.get(c["passage"]) if knowledge is not None else None
+    if passage is not None:
+        if passage.translations.get(lang):
+            return passage.translations[lang], lang
+        english = passage.text_en
+    else:  # no knowledge at hand: what the citation carries
+        if lang == "en" and c.get("quote_en"):
+            return c["quote_en"], "en"
+        if c.get("translation"):
+            return c["translation"], lang
+        english = c.get("quote_en", "")
+    return (english, "en") if english else (c["quote"], c["language"])
+
+
+def render_citation(st, c: dict, lang: str, knowledge=None, source: bool = True) -> None:
+    """One quoted passage, once: in the reader's language, with the original a click away.
+    ``source``: name the article and passage above the quote (off where a label already does)."""
+    text, shown = passage_in(c, lang, knowledge)
+    head = f":gray[:material/format_quote:] **{md_escape(source_label(c['passage'], knowledge, lang))}**" \
+        if source else ""
+    if shown != lang:  # no translation into the reader's language yet
+        head += f"{' · ' if head else ''}*{lang_name(shown, lang)}, {t('no_translation', lang)}*"
+    st.markdown((head + "\n\n" if head else "") + "> " + md_escape(text))
+    if shown != c["language"]:
+        with st.expander(t("show_original", lang, language=lang_name(c["language"], lang)),
+                         icon=":material/translate:"):
+            st.markdown("> " + md_escape(c["quote"]))
+
+
+def render_conflict(st, note: dict, lang: str, knowledge=None) -> None:
     with st.container(border=True):
         lines = [f":orange[:material/balance:] **{t('conflict', lang)}:** {md_escape(note['topic'])}"]
         for n, side in enumerate(note.get("sides", []), start=1):
-            ids = ", ".join(p["passage"] for p in side.get("passages", []))
-            lines.append(f"{n}\\. {md_escape(side['position'])} — *{md_escape(ids)}*")
+            sources = sources_label([p["passage"] for p in side.get("passages", [])], knowledge, lang)
+            lines.append(f"{n}\\. {md_escape(side['position'])} — *{md_escape(sources)}*")
         st.markdown("\n\n".join(lines))
         with st.expander(t("show_quotes", lang)):
             for side in note.get("sides", []):
                 for p in side.get("passages", []):
-                    render_citation(st, p, lang, articles)
+                    render_citation(st, p, lang, knowledge)
 
 
-def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> None:
-    """The graded attempt: score and change, checklist with the learner's own sentences,
-    missing steps with their sources, anti-patterns, conflicts, tips and a model answer."""
+def _status_line(v: dict, lang: str) -> str:
+    icon = STATUS_ICONS.get(v["status"], STATUS_ICONS["missing"])
+    status = t("status_" + v["status"], lang)
+    return f"{icon} **{md_escape(v['title'])}** · *{status}*"
+
+
+def feedback_tips(report: dict) -> list[str]:
+    """The tips not already shown in the summary (alerts and the top fix)."""
+    summary = report.get("summary") or {}
+    shown = {a["message"] for a in summary.get("alerts", [])} | {summary.get("top_fix", "")}
+    return [tip for tip in report.get("tips", []) if tip not in shown]
+
+
+def render_feedback(st, fb: dict, lang: str, knowledge=None, catalogue=None) -> None:
+    """A graded attempt, summary first: score, the one fix that matters most and every
+    warning; then the required steps to add (one line each, the article on demand), the
+    things to avoid, and the full checklist with the learner's own sentences. The report
+    is written in the UI language (``coach.grade(..., feedback_lang=lang)``)."""
     report = fb["report"]
+    summary = report.get("summary") or {}
     change = fb.get("change")
     steps = report.get("steps", [])
     required = [v for v in steps if v["required"]]
     n_covered = sum(v["status"] == "covered" for v in required)
 
     st.subheader(t("feedback_title", lang))
-    c1, c2, c3 = st.columns(3)
-    c1.metric(t("score", lang), f"{report['score']}/100",
-              delta=None if not change or not change["delta"] else f"{change['delta']:+d}")
-    c2.metric(t("required_covered", lang), f"{n_covered}/{len(required)}")
-    c3.metric(t("anti_patterns_found", lang), str(len(report.get("anti_patterns", []))))
-    if fb.get("elapsed") is not None:
-        limit = fb.get("limit")
-        if limit and fb["elapsed"] > limit:
-            st.warning(t("timer_over", lang, used=format_seconds(fb["elapsed"]), limit=format_seconds(limit)),
-                       icon=":material/alarm:")
-        else:
-            st.caption(":material/timer: " + t("timer_used", lang, used=format_seconds(fb["elapsed"])))
-
-    if change is not None:
-        lines = [t("change_score", lang, before=change["previous_score"], after=report["score"],
-                   delta=f"{change['delta']:+d}")]
-        if change["gained"]:
-            lines.append(t("change_gained", lang, steps=md_escape(", ".join(change["gained"]))))
-        if change["lost"]:
-            lines.append(t("change_lost", lang, steps=md_escape(", ".join(change["lost"]))))
-        if not change["gained"] and not change["lost"]:
-            lines.append(t("change_same_steps", lang))
-        box = st.success if change["delta"] > 0 else st.info if change["delta"] == 0 else st.warning
-        box("  \n".join(lines), icon=":material/compare_arrows:")
-
-    if report.get("flags", {}).get("truncated") and fb.get("too_long"):
-        n, limit = fb["too_long"]
-        st.warning(t("answer_truncated", lang, n=f"{n:,}", limit=f"{limit:,}"))
-    for w in report.get("warnings", []):
-        if "characters" not in w:  # the length warning is shown above, in the UI language
-            st.caption(md_escape(w))
+    with st.container(border=True, key="cc_summary"):
+        c1, c2, c3 = st.columns(3)
+        c1.metric(t("score", lang), f"{report['score']}/100",
+                  delta=None if not change or not change["delta"] else f"{change['delta']:+d}")
+        c2.metric(t("required_covered", lang), f"{n_covered}/{len(required)}")
+        c3.metric(t("anti_patterns_found", lang), str(len(report.get("anti_patterns", [])) + len(report.get("harms", []))))
+        if summary.get("headline"):
+            st.markdown(f"**{md_escape(summary['headline'])}**")
+        alerts = summary.get("alerts", [])
+        for a in alerts:
+            box = st.error if a["kind"] in SEVERE_ALERTS else st.warning
+            box(md_escape(a["message"]), icon=ALERT_ICONS.get(a["kind"], ":material/warning:"))
+        top_fix = summary.get("top_fix", "")
+        if top_fix and top_fix not in {a["message"] for a in alerts}:
+            st.info(f"**{t('top_fix', lang)}:** {md_escape(top_fix)}", icon=":material/flag:")
+        if report.get("flags", {}).get("truncated") and fb.get("too_long"):
+            n, limit = fb["too_long"]
+            st.warning(t("answer_truncated", lang, n=f"{n:,}", limit=f"{limit:,}"))
+        if change is not None:
+            _render_change(st, change, report, lang)
+        if fb.get("elapsed") is not None:
+            limit = fb.get("limit")
+            if limit and fb["elapsed"] > limit:
+                st.warning(t("timer_over", lang, used=format_seconds(fb["elapsed"]), limit=format_seconds(limit)),
+                           icon=":material/alarm:")
+            else:
+                st.caption(":material/timer: " + t("timer_used", lang, used=format_seconds(fb["elapsed"])))
+    notes = [md_escape(w) for w in report.get("warnings", []) if "characters" not in w]  # length: above
     if report.get("language") and report["language"] != lang:
-        st.caption(t("feedback_language", lang, language=lang_name(report["language"], lang)))
+        notes.append(t("answer_language", lang, language=lang_name(report["language"], lang)))
+    if notes:
+        st.caption("  \n".join(notes))
 
-    st.markdown(f"#### {t('checklist', lang)}")
-    st.markdown(f"**{t('required_steps', lang)}**")
-    for v in required:
-        _render_step(st, v, lang, articles)
-    bonus = [v for v in steps if not v["required"]]
-    if bonus:
-        st.markdown(f"**{t('bonus_steps', lang)}**")
-        for v in bonus:
-            if v["status"] != "missing":
-                _render_step(st, v, lang, articles)
-        _render_missing_bonus(st, [v for v in bonus if v["status"] == "missing"], lang, articles)
-
-    if report.get("extra_steps"):
-        st.markdown(f"**{t('extra_steps', lang)}**")
-        for h in report["extra_steps"]:
-            st.markdown(f"{STATUS_ICONS['covered']} {md_escape(h['title'])}")
-            if h.get("evidence"):
-                st.html(evidence_html(h["evidence"]))
+    gaps = [v for v in required if v["status"] != "covered"]
+    if gaps:
+        st.markdown(f"#### {t('fix_title', lang)}")
+        st.caption(t("fix_intro", lang))
+        shown: set[str] = set()  # a passage that teaches two missing steps is quoted once
+        for v in gaps:
+            _render_gap(st, v, lang, knowledge, catalogue, shown)
 
     if report.get("anti_patterns"):
         st.markdown(f"#### {t('anti_patterns', lang)}")
@@ -339,17 +401,40 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
                 if a.get("passages"):
                     with st.expander(t("why_avoid", lang)):
                         for c in a["passages"]:
-                            render_citation(st, c, lang, articles)
+                            render_citation(st, c, lang, knowledge)
+
+    st.markdown(f"#### {t('checklist', lang)}")
+    with st.container(border=True, key="cc_checklist"):
+        st.markdown(f"**{t('required_steps', lang)}**")
+        for v in required:
+            _render_check(st, v, lang)
+        bonus = [v for v in steps if not v["required"]]
+        if bonus:
+            st.markdown(f"**{t('bonus_steps', lang)}**")
+            for v in bonus:
+                if v["status"] != "missing":
+                    _render_check(st, v, lang)
+            missing = [v for v in bonus if v["status"] == "missing"]
+            if missing:
+                st.markdown(f"{BONUS_MISSING_ICON} *{t('optional_missing', lang)}:* "
+                            + ", ".join(md_escape(v["title"]) for v in missing))
+        if report.get("extra_steps"):
+            st.markdown(f"**{t('extra_steps', lang)}**")
+            for h in report["extra_steps"]:
+                st.markdown(f"{STATUS_ICONS['covered']} {md_escape(h['title'])}")
+                if h.get("evidence"):
+                    st.html(evidence_html(h["evidence"]))
 
     if report.get("conflicts"):
         st.markdown(f"#### {t('conflicts', lang)}")
         st.caption(t("conflicts_intro", lang))
         for note in report["conflicts"]:
-            render_conflict(st, note, lang, articles)
+            render_conflict(st, note, lang, knowledge)
 
-    if report.get("tips"):
-        st.markdown(f"#### {t('tips', lang)}")
-        st.markdown("\n".join(f"- {md_escape(tip)}" for tip in report["tips"]))
+    tips = feedback_tips(report)
+    if tips:
+        with st.expander(t("all_tips", lang, n=len(tips)), icon=":material/tips_and_updates:"):
+            st.markdown("\n".join(f"- {md_escape(tip)}" for tip in tips))
 
     marks = []
     for v in steps:
@@ -357,6 +442,8 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
             marks.append((v["evidence"], v["status"], v["title"]))
     for a in report.get("anti_patterns", []):
         marks.append((a["evidence"], "anti", a["title"]))
+    for h in report.get("harms", []):
+        marks.append((h["evidence"], "anti", h["title"]))
     with st.expander(t("your_answer_marked", lang)):
         st.html(highlighted_answer_html(fb.get("graded_text") or fb.get("answer", ""), marks))
 
@@ -364,49 +451,107 @@ def render_feedback(st, fb: dict, lang: str, articles: dict | None = None) -> No
         st.markdown(md_escape(report.get("model_answer", "")))
 
 
-def _render_missing_bonus(st, items: list[dict], lang: str, articles: dict | None) -> None:
-    """Optional steps the answer did not use: one compact box, the sources folded away."""
-    if not items:
-        return
-    with st.container(border=True):
-        st.markdown("  \n".join(
-            f"{BONUS_MISSING_ICON} {md_escape(v['title'])} · *{t('status_missing', lang)}*" for v in items
-        ))
-        with st.expander(t("articles_say", lang).rstrip(":")):
-            for v in items:
-                if v.get("passages"):
-                    st.markdown(f"**{md_escape(v['title'])}**")
-                    render_citation(st, v["passages"][0], lang, articles)
+def _render_change(st, change: dict, report: dict, lang: str) -> None:
+    lines = [t("change_score", lang, before=change["previous_score"], after=report["score"],
+               delta=f"{change['delta']:+d}")]
+    if change["gained"]:
+        lines.append(t("change_gained", lang, steps=md_escape(", ".join(change["gained"]))))
+    if change["lost"]:
+        lines.append(t("change_lost", lang, steps=md_escape(", ".join(change["lost"]))))
+    if not change["gained"] and not change["lost"]:
+        lines.append(t("change_same_steps", lang))
+    box = st.success if change["delta"] > 0 else st.info if change["delta"] == 0 else st.warning
+    box("  \n".join(lines), icon=":material/compare_arrows:")
 
 
-def _render_step(st, v: dict, lang: str, articles: dict | None) -> None:
-    icon = STATUS_ICONS.get(v["status"], STATUS_ICONS["missing"])
-    label = t(f"status_{v['status']}", lang)
-    with st.container(border=True):
-        st.markdown(f"{icon} **{md_escape(v['title'])}** · *{label}*")
-        if v.get("evidence") and v["status"] != "missing":
-            st.html(evidence_html(v["evidence"], v["status"]))
+def _render_gap(st, v: dict, lang: str, knowledge, catalogue, shown: set[str]) -> None:
+    """A required step that is missing or thin: title, one line why, the article on demand
+    (passages already quoted for an earlier step are named, not quoted again)."""
+    step = catalogue.steps.get(v["step"]) if catalogue is not None else None
+    why = step.t("description", lang) if step is not None else ""
+    with st.container(border=True, key=f"cc_gap_{v['step']}"):
+        st.markdown(_status_line(v, lang) + (f"  \n{md_escape(why)}" if why else ""))
+        if v["status"] == "partly" and v.get("evidence"):
+            st.html(evidence_html(v["evidence"], "partly"))
         passages = v.get("passages") or []
-        if v["status"] == "covered" or not passages:
-            return
-        if v["required"]:  # a required step that is missing or thin: show the source inline
-            st.caption(t("articles_say", lang))
-            render_citation(st, passages[0], lang, articles)
-            rest = passages[1:]
-            if rest:
-                with st.expander(t("more_sources", lang, n=len(rest))):
-                    for other in rest:
-                        render_citation(st, other, lang, articles)
-        else:
-            with st.expander(t("articles_say", lang).rstrip(":")):
-                for c in passages:
-                    render_citation(st, c, lang, articles)
+        new = [c for c in passages if c["passage"] not in shown]
+        if new:
+            with st.expander(t("articles_say", lang).rstrip(" :"), icon=":material/menu_book:"):
+                for c in new:
+                    render_citation(st, c, lang, knowledge)
+            shown.update(c["passage"] for c in new)
+        elif passages:
+            st.caption(t("sources_list", lang, ids=sources_label([c["passage"] for c in passages], knowledge, lang)))
 
 
-def render_ask_result(st, result: dict, lang: str, articles: dict | None = None) -> None:
-    """An answer from ``coach.ask``: the text, conflicts highlighted, citations to open."""
+
+def _render_check(st, v: dict, lang: str) -> None:
+    """One checklist line: title and status in the UI language, the learner's sentence."""
+    st.markdown(_status_line(v, lang))
+    if v.get("evidence") and v["status"] != "missing":
+        st.html(evidence_html(v["evidence"], v["status"]))
+
+
+_CITE = re.compile(r"\[(\d{3}#p\d+)\]")
+
+
+@lru_cache(maxsize=1)
+def _answer_phrases() -> tuple[dict, dict[str, str]]:
+    """The answerer's phrases and, for each of their texts in any language, its key."""
+    from .prompts import load_prompt
+
+    try:
+        phrases = load_prompt("answer")
+    except FileNotFoundError:
+        return {}, {}
+    keys = {str(text): key for key, entry in phrases.items() if isinstance(entry, dict)
+            for text in entry.values() if isinstance(text, str) and "{" not in text}
+    return phrases, keys
+
+
+def note_text(note: str, lang: str) -> str:
+    """A note of ``coach.ask`` in the UI language: the answerer writes its notes (follow-up,
+    language) in the question's language, which need not be the screen's."""
+    from .prompts import localized
+
+    phrases, keys = _answer_phrases()
+    key = keys.get(note)
+    if key:
+        return localized(phrases, key, lang)
+    if note.startswith("follow-up:"):  # an answerer that writes the note in English only
+        return t("ask_followup", lang)
+    return note
+
+
+def number_citations(lines: list[str], cites: list[dict]) -> tuple[list[str], list[tuple[int, dict]]]:
+    """Answer lines as Markdown with ``[004#p7]`` replaced by footnote numbers ``[1]``, and
+    the citations in that numbering (cited passages first, in order of appearance)."""
+    by_id = {c["passage"]: c for c in cites}
+    order: list[str] = []
+    out = []
+    for line in lines:
+        parts = _CITE.split(line)  # text, id, text, id, …
+        for pid in parts[1::2]:
+            if pid not in order:
+                order.append(pid)
+        md = [_md_line(parts[0]) if parts[0].strip() else ""]
+        for i in range(1, len(parts), 2):
+            md.append(f" \\[{order.index(parts[i]) + 1}\\]")
+            if parts[i + 1].strip():
+                md.append(" " + md_escape(parts[i + 1]))
+        out.append("".join(md).strip())
+    order += [pid for pid in by_id if pid not in order]
+    return out, [(n, by_id[pid]) for n, pid in enumerate(order, start=1) if pid in by_id]
+
+
+
+def render_ask_result(st, result: dict, lang: str, knowledge=None) -> None:
+    """An answer from ``coach.ask``: the text with numbered sources, conflicts highlighted,
+    each source (article title, passage in the UI language) one click away."""
     if not result.get("in_scope", True):
         st.info(md_escape(result["answer"]), icon=":material/explore_off:")
+        for note in result.get("notes", []):
+            st.caption(md_escape(note_text(note, lang)))
         return
     body = [ln for ln in result["answer"].splitlines() if ln.strip()]
     if result.get("conflicts"):
@@ -414,20 +559,18 @@ def render_ask_result(st, result: dict, lang: str, articles: dict | None = None)
         cut = next((i for i, ln in enumerate(body) if i > 0 and _is_conflict_line(ln)), None)
         if cut is not None:
             body = body[:cut]
-    st.markdown("\n\n".join(_md_line(ln) for ln in body))
+    lines, numbered = number_citations(body, result.get("citations", []))
+    st.markdown("\n\n".join(lines))
     for note in result.get("conflicts", []):
-        render_conflict(st, note, lang, articles)
-    cites = result.get("citations", [])
-    if cites:
-        st.caption(t("sources", lang, n=len(cites)))
-        for c in cites:
-            title = c["passage"]
-            if articles and c["article"] in articles:
-                title += f" · {articles[c['article']].title}"
-            with st.expander(title, icon=":material/format_quote:"):
-                render_citation(st, c, lang, articles)
+        render_conflict(st, note, lang, knowledge)
+    if numbered:
+        st.caption(t("cited_in_answer", lang))
+        for n, c in numbered:
+            with st.expander(f"\\[{n}\\] {md_escape(source_label(c['passage'], knowledge, lang))}",
+                             icon=":material/format_quote:"):
+                render_citation(st, c, lang, knowledge, source=False)
     for note in result.get("notes", []):
-        st.caption(md_escape(note))
+        st.caption(md_escape(note_text(note, lang)))
 
 
 @lru_cache(maxsize=1)

@@ -26,7 +26,6 @@ sys.path.insert(0, str(HERE.parent))
 from calmcall.coach import Coach  # noqa: E402
 
 
-
 def load(name: str) -> list[dict]:
     return [json.loads(line) for line in (HERE / name).read_text("utf-8").splitlines() if line.strip()]
 

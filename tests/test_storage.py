@@ -52,9 +52,10 @@ def test_migrations_create_the_schema_and_are_idempotent(store_url):
     engine = create_engine(store_url)
     try:
         tables = set(inspect(engine).get_table_names())
-        assert {"organisations", "api_keys", "learners", "attempts", "alembic_version"} <= tables
+        assert {"organisations", "api_keys", "learners", "attempts", "alembic_version",
+                "xapi_outbox", "org_lrs", "package_credentials"} <= tables
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"  # 0001→0002→0003
     finally:
         engine.dispose()
 

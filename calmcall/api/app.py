@@ -17,9 +17,13 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..config import Settings, get_settings
+from .docs import install_docs
 from .errors import SafeJSONResponse, install_handlers
 from .limits import BodyLimitMiddleware, RateLimiter, SecurityHeadersMiddleware
 from .routes import ROUTERS
+from .routes import roleplays as roleplay_routes
+from .routes import scorm as scorm_routes
+from .routes import transcribe as transcribe_routes
 
 log = logging.getLogger("calmcall.api")
 
@@ -51,7 +55,9 @@ def create_app(settings: Settings | None = None, coach=None, warm: bool = True) 
             app.state.coach = Coach(settings)
         if warm:
             await anyio.to_thread.run_sync(_warm, app)
+        sender = _start_xapi(app)
         yield
+        await anyio.to_thread.run_sync(_stop_xapi, sender)
 
     app = FastAPI(
         title="CalmCall Coach HR API",
@@ -59,17 +65,25 @@ def create_app(settings: Settings | None = None, coach=None, warm: bool = True) 
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        docs_url=None,  # served offline by install_docs below (FastAPI's pages load a CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.coach = coach
     app.state.warm_error = ""
     app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     install_handlers(app)
+    install_docs(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(scorm_routes.router)
+    app.include_router(transcribe_routes.router)  # POST /v1/transcribe (voice)
+    app.include_router(roleplay_routes.router)  # /v1/scenarios, /v1/roleplays (role-play calls)
 
     # Middleware: last added runs first.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # audio uploads (multipart): the recording's limit plus room for the form fields
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       upload_max_bytes=settings.max_audio_bytes + 65536)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -79,6 +93,7 @@ def create_app(settings: Settings | None = None, coach=None, warm: bool = True) 
             expose_headers=["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "Idempotent-Replayed"],
             max_age=600,
         )
+    app.add_middleware(scorm_routes.LaunchCorsMiddleware)  # SCORM launch page: any origin
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)
     return app
 
@@ -97,3 +112,18 @@ def _warm(app: FastAPI) -> None:
         _ = coach.store
     except Exception as exc:  # noqa: BLE001
         log.error("attempts database not available at start-up: %s", exc)
+
+
+def _start_xapi(app: FastAPI):
+    """This worker's xAPI sender (calmcall.xapi): delivers the statements queued with each
+    recorded attempt, in the background, so an LRS never slows or fails a request."""
+    from ..xapi import start_sender
+
+    coach = app.state.coach
+    return start_sender(lambda: coach.store, app.state.settings, key=coach.settings.resolved_database_url)
+
+
+def _stop_xapi(sender) -> None:
+    from ..xapi import stop_sender
+
+    stop_sender(sender)

@@ -101,27 +101,34 @@ def _is_json(content_type: bytes | None) -> bool:
 
 class BodyLimitMiddleware:
     """413 for bodies over ``max_bytes`` (declared or streamed); 400 for JSON that is not
-    UTF-8. The body is read here once (bounded) and handed on."""
+    UTF-8. The body is read here once (bounded) and handed on. Multipart bodies (audio
+    uploads) have their own, larger bound ``upload_max_bytes`` (default: ``max_bytes``)."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, upload_max_bytes: int | None = None):
         self.app = app
         self.max_bytes = int(max_bytes)
+        self.upload_max_bytes = int(upload_max_bytes or max_bytes)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
+        limit = self.max_bytes
         too_big = (
             f"the request body is larger than {self.max_bytes:,} bytes; "
             "send a shorter answer (see the answer length limit)"
         )
+        if (headers.get(b"content-type") or b"").lower().startswith(b"multipart/form-data"):
+            limit = self.upload_max_bytes
+            too_big = (f"the upload is larger than {limit:,} bytes (CALMCALL_MAX_AUDIO_BYTES); "
+                       "record a shorter answer")
         if declared is not None:
             try:
                 size = int(declared)
             except ValueError:
                 return await _send_problem(send, 400, "Content-Length is not a number", "Bad request")
-            if size > self.max_bytes:
+            if size > limit:
                 return await _send_problem(send, 413, too_big, "Request body too large")
         chunks: list[bytes] = []
         total = 0
@@ -134,7 +141,7 @@ class BodyLimitMiddleware:
                 continue
             chunk = message.get("body", b"")
             total += len(chunk)
-            if total > self.max_bytes:
+            if total > limit:
                 return await _send_problem(send, 413, too_big, "Request body too large")
             chunks.append(chunk)
             more = message.get("more_body", False)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from ..delivery import Delivery, Transcript
 from ..models import GradeReport
 
 
@@ -103,6 +104,8 @@ class AttemptOut(BaseModel):
 
 class GradeResponse(GradeReport):
     attempt: AttemptOut | None = Field(default=None, description="Present when the attempt was recorded.")
+    transcript: Transcript | None = Field(default=None, description="Present when a recording was graded.")
+    delivery: Delivery | None = Field(default=None, description="Delivery feedback on a recording (not in the score).")
 
 
 class QuestionOut(BaseModel):
@@ -124,6 +127,11 @@ class LearnerSummary(BaseModel):
     best_score: int
     latest_score: int
     steps_mastered: list[str]
+    # role-play calls (finished ones): how many, how many ended as the scenario should, best and latest score
+    calls: int = 0
+    calls_won: int = 0
+    best_call_score: int = 0
+    latest_call_score: int = 0
 
 
 class OrganisationReport(BaseModel):
@@ -134,8 +142,10 @@ class OrganisationReport(BaseModel):
 
 class EmbedTokenRequest(Strict):
     learner_id: LearnerId
-    ttl_s: int | None = Field(default=None, ge=30, le=7 * 86400,
-                              description="Lifetime in seconds (default CALMCALL_EMBED_TOKEN_TTL_S).")
+    # The upper bound is a setting (checked by the route, which names it); 30 s is the floor.
+    ttl_s: int | None = Field(default=None, ge=30,
+                              description="Lifetime in seconds: at least 30, at most CALMCALL_EMBED_TOKEN_MAX_TTL_S "
+                                          "(default 86400, one day); default CALMCALL_EMBED_TOKEN_TTL_S (900).")
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"learner_id": "emp-1042", "ttl_s": 900}]}

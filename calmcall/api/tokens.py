@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 VERSION = "v1"
 MAX_TOKEN_CHARS = 2048
 CLOCK_SKEW_S = 30  # tolerated for "issued in the future"
+MIN_TTL_S = 30  # shorter tokens would expire while the iframe loads (POST /v1/embed-tokens)
 
 
 class TokenError(ValueError):

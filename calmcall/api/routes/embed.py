@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body
 from ..deps import CallerDep, SettingsDep
 from ..errors import AUTHED, ApiProblem, problem_responses
 from ..schemas import EmbedToken, EmbedTokenRequest
-from ..tokens import mint_token
+from ..tokens import MIN_TTL_S, mint_token
 
 router = APIRouter(prefix="/v1", tags=["embedding"], responses=problem_responses(*AUTHED))
 
@@ -26,8 +26,13 @@ def create_embed_token(
     settings: SettingsDep,
 ) -> EmbedToken:
     ttl = body.ttl_s or settings.embed_token_ttl_s
-    if ttl > settings.embed_token_max_ttl_s:
-        raise ApiProblem(422, f"ttl_s may be at most {settings.embed_token_max_ttl_s} seconds", "Invalid request")
+    if not MIN_TTL_S <= ttl <= settings.embed_token_max_ttl_s:
+        raise ApiProblem(
+            422,
+            f"ttl_s must be between {MIN_TTL_S} and {settings.embed_token_max_ttl_s} seconds "
+            f"(CALMCALL_EMBED_TOKEN_MAX_TTL_S); got {ttl}",
+            "Invalid request",
+        )
     now = datetime.now(UTC).timestamp()
     token = mint_token(caller.org, body.learner_id, ttl_s=ttl, now=now)
     url = None

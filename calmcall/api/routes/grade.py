@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Response
+from fastapi import APIRouter, Depends, Header, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +14,15 @@ from ...storage import Attempt, Learner
 from ..deps import CallerDep, CoachDep, SettingsDep, StoreDep
 from ..errors import AUTHED, ApiProblem, problem_responses
 from ..limits import check_text_length
-from ..schemas import GradeRequest, GradeResponse, attempt_json
+from ..schemas import GradeResponse, attempt_json
+from .transcribe import (
+    GradeInput,
+    audio_responses,
+    grade_input,
+    grade_openapi,
+    transcribe_bytes,
+    voice_payload,
+)
 
 router = APIRouter(prefix="/v1", tags=["coach"], responses=problem_responses(*AUTHED))
 
@@ -66,20 +74,28 @@ def _check_key(key: str | None) -> str | None:
     "/grade",
     response_model=GradeResponse,
     summary="Grade an answer (and record the attempt for a learner)",
-    responses=problem_responses(409),
+    description="JSON `{answer, question?, learner_id?}`, or multipart/form-data with an `audio` recording "
+                "(+ `question`, `learner_id`, `lang`): the recording is transcribed, the transcript graded, and "
+                "the report carries `transcript` and `delivery` (beside the score, never mixed into it).",
+    responses=audio_responses(409),
+    openapi_extra=grade_openapi(EXAMPLES),
 )
 def grade(
-    body: Annotated[GradeRequest, Body(openapi_examples=EXAMPLES)],
-    caller: CallerDep,
+    caller: CallerDep,  # first: an unauthenticated request is 401 before its body is read
+    body: Annotated[GradeInput, Depends(grade_input)],
     coach: CoachDep,
     store: StoreDep,
     settings: SettingsDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(description=IDEMPOTENCY_DOC)] = None,
 ):
-    check_text_length(body.answer, "answer", settings.max_answer_chars)
     if body.question is not None:
         check_text_length(body.question, "question", settings.max_question_chars)
+    transcript = None
+    if body.audio is not None:  # a spoken answer: its transcript is the answer
+        transcript = transcribe_bytes(coach, body.audio, body.lang)
+        body.answer = transcript.text
+    check_text_length(body.answer, "answer", settings.max_answer_chars)
     key = _check_key(idempotency_key) if body.learner_id else None
     stored_answer = body.answer.replace("\x00", " ")
     headers = dict(response.headers)
@@ -99,6 +115,8 @@ def grade(
     except KeyError as exc:
         raise ApiProblem(422, str(exc).strip("'\""), "Unknown question") from None
     payload = report.model_dump(mode="json")
+    if transcript is not None:
+        payload.update(voice_payload(transcript, coach.delivery(transcript, report.language)))
     if not body.learner_id:
         return JSONResponse(payload, headers=headers)
     attempt, created = store.record_attempt(caller.org_id, body.learner_id, payload, stored_answer, key)

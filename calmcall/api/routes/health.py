@@ -42,6 +42,25 @@ def readiness(app) -> tuple[bool, dict[str, str]]:
     return all(v == "ok" for v in checks.values()), checks
 
 
+def xapi_backlog(app) -> dict | None:
+    """The xAPI outbox (statements waiting for the LRS), when an LRS is configured."""
+    coach = app.state.coach
+    store = coach.__dict__.get("store") if coach is not None else None
+    if store is None:
+        return None
+    from ...xapi import backlog, configured
+
+    try:
+        if not configured(store, app.state.settings):
+            return None
+    except Exception:  # noqa: BLE001 - the database check reports the cause
+        return None
+    try:
+        return backlog(store)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"outbox not readable: {type(exc).__name__}"}
+
+
 @router.get(
     "/readyz",
     response_model=Readiness,
@@ -51,4 +70,7 @@ def readiness(app) -> tuple[bool, dict[str, str]]:
 def readyz(request: Request):
     ok, checks = readiness(request.app)
     body = Readiness(status="ready" if ok else "not ready", checks=checks).model_dump()
+    backlog = xapi_backlog(request.app)
+    if backlog is not None:  # informational: an LRS that is down never makes us unready
+        body["xapi"] = backlog
     return JSONResponse(body, status_code=200 if ok else 503, headers=None if ok else {"Retry-After": "5"})

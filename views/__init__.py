@@ -1,0 +1,1 @@
+"""Streamlit pages, one per file (app.py is the router); common.py is what they share."""

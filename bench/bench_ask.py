@@ -3,9 +3,9 @@
 The target (issue 16): ask p95 <= 1.3 x the bare encoder time of the question + 20 ms. Ask
 embeds the question once (search, the situation classifier and the passage choice share
 that vector), so the rest — search, classification, composing the answer — is what this
-measures. Each question is timed twice, interleaved: the bare encoder embedding it
-(``embedder.query``), then ``coach.ask`` with the question-vector cache cleared, so both pay
-for one encoder pass on the same text and a busy shared machine slows both alike.
+measures. Each question is timed twice, interleaved (which goes first alternates): the bare encoder
+embedding it (``embedder.query``), and ``coach.ask`` with the question-vector cache cleared,
+so both pay for one encoder pass on the same text and a busy shared machine slows both alike.
 Questions: the trainer dev set and the retrieval eval questions (no history); follow-ups
 (which embed the previous turn and the combined text too) are reported separately.
 """
@@ -50,15 +50,21 @@ def main() -> int:
     questions = [r["question"] for r in load("ask_dev.jsonl")] + [r["question"] for r in load("retrieval.jsonl")]
     coach.ask(questions[0])
     enc, ask = [], []
+    def time_encoder(q):
+        t = time.perf_counter()
+        coach.embedder.query([q])
+        enc.append((time.perf_counter() - t) * 1000)
+
+    def time_ask(q):
+        coach.retriever.clear_cache()
+        t = time.perf_counter()
+        coach.ask(q)
+        ask.append((time.perf_counter() - t) * 1000)
+
     for _ in range(args.repeat):
-        for q in questions:
-            t = time.perf_counter()
-            coach.embedder.query([q])
-            enc.append((time.perf_counter() - t) * 1000)
-            coach.retriever.clear_cache()
-            t = time.perf_counter()
-            coach.ask(q)
-            ask.append((time.perf_counter() - t) * 1000)
+        for i, q in enumerate(questions):  # alternate which goes first: neither gets warm caches for free
+            for fn in ((time_encoder, time_ask) if i % 2 else (time_ask, time_encoder)):
+                fn(q)
     history = [{"role": "user", "content": "What if the caller swears at me?"}, {"role": "assistant", "content": "…"}]
     follow = []
     for q in ["and if they keep going?", "how do I word the transfer?", "och om hen fortsätter?"] * args.repeat:

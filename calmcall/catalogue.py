@@ -81,6 +81,7 @@ class Tone(BaseModel):
 
     sarcasm_markers: dict[str, list[str]] = Field(default_factory=dict)
     reported_speech: dict[str, list[str]] = Field(default_factory=dict)  # "calls me an idiot"
+    calm_down_orders: dict[str, list[str]] = Field(default_factory=dict)  # "tell them to calm down"
     sarcasm_examples: dict[str, list[str]] = Field(default_factory=dict)
     contradicting_asides: dict[str, list[str]] = Field(default_factory=dict)
 
@@ -227,9 +228,11 @@ def _load_harms(root: Path, none: dict[str, list[str]]):
         harms[hid].words = {lang: [str(w).lower() for w in ws] for lang, ws in by_lang.items()}
     tone = dict(data.get("tone") or {})
     tone["reported_speech"] = words.get("reported_speech") or {}
+    tone["calm_down_orders"] = words.get("calm_down_orders") or {}
+    # harms.yaml's `negatives` are benign sentences (many of them good steps: "I'd let the
+    # caller finish without interrupting") written to check the harm cues against; they
+    # are not a class that competes with the steps, so only the phrasings' `none` are used
     negatives = {lang: list(v) for lang, v in none.items()}
-    for lang, examples in (data.get("negatives") or {}).items():
-        negatives.setdefault(lang, []).extend(str(x) for x in examples or [])
     raw = path.read_bytes() + (words_path.read_bytes() if words_path.exists() else b"")
     return harms, Tone(**tone), negatives, raw
 

@@ -278,6 +278,11 @@ def cmd_ask(args) -> int:
     if args.question is None:
         raise InputError("give a QUESTION or --batch FILE")
     result = coach.ask(_arg_text(args.question, "question"))
+    if args.handout:
+        from .handout import handout
+
+        print(handout(result))
+        return 0
     _emit(result) if args.json else print_answer(result)
     return 0
 
@@ -354,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?")
     p.add_argument("--json", action="store_true")
     p.add_argument("--batch", metavar="FILE", help='JSON lines {"id", "question"}')
+    p.add_argument("--handout", action="store_true", help="print the answer as a one-page Markdown handout")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("serve", help="start the HR REST API")

@@ -1,6 +1,7 @@
 """A one-page handout of an Ask answer, in Markdown: what a trainer prints or pastes into a
 session plan. Built from the answer's structured advice only (no model, no network), so it
-says exactly what the app showed, with each step's sources and the conflicts."""
+says exactly what the app showed: the steps by stage, each with why, the line to say and its
+sources (the best one quoted, shortened), then the conflicts."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ def _quote(c: Citation, lang: str) -> str:
     if c.translation:
         return c.translation
     return c.quote_en or c.quote
+
+
+def _short(text: str, limit: int = 240) -> str:
+    """The opening of a quote, cut at a sentence end when one is near: a handout is a page."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    return cut[: end + 1] if end > limit // 3 else cut.rstrip() + "…"
 
 
 def _md(text: str) -> str:
@@ -38,10 +48,11 @@ def handout(result: AskResult, lang: str | None = None, prompts_dir=None) -> str
             out += [f"## {localized(p, f'stage_{stage}', lang)}", ""]
         out += [f"### {n}. {_md(a.title)}", "", f"*{localized(p, 'handout_why', lang)}:* {_md(a.why)}", "",
                 f"> **{localized(p, f'line_{a.line_to}', lang)}:** “{_md(a.line)}”", ""]
-        if a.citations:
+        if a.citations:  # the best source quoted, the others named
             out.append(f"*{localized(p, 'handout_sources', lang)}:*")
-            for c in a.citations:
-                out.append(f"- *{_md(c.article_title or c.article)}* ({c.passage}): “{_md(_quote(c, lang))}”")
+            for i, c in enumerate(a.citations):
+                quote = f": “{_md(_short(_quote(c, lang)))}”" if i == 0 else ""
+                out.append(f"- *{_md(c.article_title or c.article)}* ({c.passage}){quote}")
             out.append("")
     if result.conflicts:
         out += [f"## {localized(p, 'handout_conflicts', lang)}", ""]

@@ -83,6 +83,7 @@ class StepMatcher:
         }
         self._harm_words = {h.id: h.words for h in catalogue.harms.values() if h.words}
         self._reported = catalogue.tone.reported_speech
+        self._calm_down = catalogue.tone.calm_down_orders
         # a step's name in scare quotes ("I 'listen'") is mockery, not the step
         self._step_words = tuple(sorted({
             w for s in catalogue.steps.values() for cues in [*s.cues.values(), *[[t] for t in s.title.values()]]
@@ -211,6 +212,11 @@ class StepMatcher:
                     add(Evidence("harm", hid, ui, u.sentence, "affirmed", round(prob, 4), "cue" if cued else "probe"))
             if tone and own and n_words >= 2:
                 add(Evidence("anti", "sarcasm", ui, u.sentence, "affirmed", 1.0, "tone"))
+            # telling the caller to calm down is dismissing them, never staying calm
+            if own and not u.negated and mentions_in(low, self._calm_down.get(lang, []) + self._calm_down.get("en", [])):
+                if "dismiss_customer" in self.catalogue.anti_patterns:
+                    add(Evidence("anti", "dismiss_customer", ui, u.sentence, "affirmed", 1.0, "cue"))
+                continue
 
             if not u.negated:
                 if not own or tone:

@@ -59,7 +59,7 @@ class Situation(BaseModel):
 
 
 class Selection(BaseModel):
-    min_score: float = 0.4
+    min_score: float = 0.3
     min_steps: int = 2
     max_steps: int = 6
     # Ask answers a question search finds no close passage for when its nearest reference

@@ -260,7 +260,7 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
             # "if that doesn't help, I end the call": a condition denies nothing after it
             carry = negated and not rejected and not (words(ptext)[:1] and words(ptext)[0] in _CONDITIONAL)
             listed = any(k == "item" for _, _, k in pieces)  # "…, listen and apologise"
-            if len(ptext.split()) >= 2 or listed or len(pieces) == 1:
+            if len(ptext.split()) >= 2 or listed or len(pieces) == 1 or delim in _CONJ:
                 kept.append(Unit(ptext, sentence, i, negated=negated, others=is_others(ptext, lang), kind=kind))
         whole_neg = is_negated(body, lang)
         group = [Unit(sentence, sentence, i, negated=whole_neg, others=is_others(body, lang))]

@@ -148,6 +148,7 @@ def main() -> int:
     parser.add_argument("what", nargs="?", default="dev", choices=["dev", "blind", "retrieval", "devret", "all"])
     parser.add_argument("--show", action="store_true", help="print each situation's step sets")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--check", action="store_true", help="exit 1 below eval/thresholds.yaml ask_trainer floors")
     args = parser.parse_args()
     coach = Coach()
     out = {}
@@ -155,6 +156,16 @@ def main() -> int:
         out[name] = run_retrieval(coach) if name == "retrieval" else run_set(coach, name, show=args.show)
     if args.json:
         print(json.dumps(out, indent=1, default=str))
+    if args.check:
+        import yaml
+
+        floors = (yaml.safe_load((HERE / "thresholds.yaml").read_text()) or {}).get("ask_trainer", {})
+        failures = [f"ask {name} {k} {out[name][k]:.3f} < {v}" for name, fl in floors.items() if name in out
+                    for k, v in fl.items() if out[name].get(k, 1.0) < v]
+        if failures:
+            print("BELOW THRESHOLD: " + "; ".join(failures))
+            return 1
+        print("ask trainer figures meet eval/thresholds.yaml")
     return 0
 
 

@@ -224,3 +224,14 @@ def test_commands_import_only_what_they_need(coach, settings):
     assert _imported(settings, "index") == []
     # search queries Chroma; bm25s brings scipy.sparse
     assert set(_imported(settings, "search", "What if the caller swears at me?")) <= {"chromadb", "scipy"}
+
+
+def test_a_failed_warm_up_is_reported_and_tried_again(tmp_path):
+    from calmcall.coach import start_warm_up
+
+    s = Settings(data_dir=tmp_path / "data", knowledge_dir=tmp_path / "no-knowledge")
+    warm = start_warm_up(s)
+    with pytest.raises(Exception, match="missing knowledge file"):
+        warm.wait_usable(timeout=60)
+    assert warm.phase == "failed"
+    assert start_warm_up(s) is not warm  # the next page run tries again

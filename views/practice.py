@@ -14,6 +14,7 @@ from calmcall import scorm, ui
 from calmcall.inputs import InputError, clean_text
 from calmcall.storage import StoreUnavailable
 from views import common
+from views._voice import clear_voice, delivery_panel, voice_input
 
 t = ui.t
 
@@ -38,6 +39,7 @@ def _reset_timer() -> None:
 
 def _try_again() -> None:
     st.session_state.feedback = None
+    clear_voice()
     if st.session_state.get("timer_on"):
         _start_timer()
 
@@ -152,6 +154,8 @@ def page() -> None:
     st.markdown(f"### :material/mic: {ui.md_escape(ui.question_text(questions[qid], lang))}")
     timer_panel(lang)
 
+    # Speak the answer: the transcript lands in the box below, to be corrected before grading
+    voice_input(coach, lang, target="answer")
     # No st.form: the text is committed as it is typed, so it survives a page switch.
     st.text_area(t("answer_label", lang), key="answer", height=220, placeholder=t("answer_placeholder", lang))
     st.button(t("submit", lang), type="primary", icon=":material/grading:", key="submit",
@@ -172,6 +176,7 @@ def page() -> None:
         elif fb.get("saved") is False:
             st.error(t("store_unavailable", lang))
         ui.render_feedback(st, fb, lang, coach.knowledge, coach.catalogue)
+        delivery_panel(lang, knowledge=coach.knowledge)  # beside the score, not mixed into it
         scorm.notify_lms(st, fb)  # opened by a SCORM package: the score goes to the LMS
         st.button(t("try_again", lang), icon=":material/replay:", on_click=_try_again, type="primary",
                   key="try_again")

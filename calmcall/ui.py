@@ -553,6 +553,9 @@ def render_ask_result(st, result: dict, lang: str, knowledge=None) -> None:
         for note in result.get("notes", []):
             st.caption(md_escape(note_text(note, lang)))
         return
+    if result.get("advice"):
+        render_advice(st, result, lang, knowledge)
+        return
     body = [ln for ln in result["answer"].splitlines() if ln.strip()]
     if result.get("conflicts"):
         # The conflicts are shown in their own highlighted boxes below the advice.
@@ -571,6 +574,36 @@ def render_ask_result(st, result: dict, lang: str, knowledge=None) -> None:
                 render_citation(st, c, lang, knowledge, source=False)
     for note in result.get("notes", []):
         st.caption(md_escape(note_text(note, lang)))
+
+
+def render_advice(st, result: dict, lang: str, knowledge=None) -> None:
+    """Ask's answer as steps a trainer can copy into a session plan: numbered, each with
+    why and a line to say, its sources collapsed; conflicts; a one-page handout to download."""
+    numbers: dict[str, int] = {}  # passage id -> its footnote number, in order of first use
+    for n, a in enumerate(result["advice"], start=1):
+        marks = []
+        for c in a.get("citations", []):
+            numbers.setdefault(c["passage"], len(numbers) + 1)
+            marks.append(f"\\[{numbers[c['passage']]}\\]")
+        st.markdown(f"**{n}. {md_escape(a['title'])}** — {md_escape(a['why'])} {' '.join(marks)}".rstrip())
+        if a.get("line"):
+            st.markdown(f"> {t('advice_say', lang)} *{md_escape(a['line'])}*")
+    by_id = {c["passage"]: c for a in result["advice"] for c in a.get("citations", [])}
+    if numbers:
+        st.caption(t("cited_in_answer", lang))
+    for pid, n in numbers.items():  # each source once, collapsed
+        with st.expander(f"\\[{n}\\] {md_escape(source_label(pid, knowledge, lang))}", icon=":material/format_quote:"):
+            render_citation(st, by_id[pid], lang, knowledge, source=False)
+    for note in result.get("conflicts", []):
+        render_conflict(st, note, lang, knowledge)
+    for note in result.get("notes", []):
+        st.caption(md_escape(note_text(note, lang)))
+    from .handout import handout
+    from .models import AskResult
+
+    st.download_button(t("advice_handout", lang), handout(AskResult.model_validate(result), lang),
+                       file_name="calmcall-handout.md", mime="text/markdown", icon=":material/download:",
+                       key=f"handout_{abs(hash(result['question'])) % 10**8}")
 
 
 @lru_cache(maxsize=1)

@@ -105,7 +105,7 @@ if __name__ == "__main__":  # a session's script run
 else:  # imported by `streamlit run app.py`: the server
     from views.common import start_warm_up
 
-    start_warm_up()  # models and index load now, in the background, not on the first visitor
+    start_warm_up(server=True)  # models and index load now, in the background, not on the first visitor
     from calmcall.xapi import start_app_sender
 
     start_app_sender()  # xAPI statements of attempts made here go to the LRS (calmcall/xapi.py)

@@ -150,10 +150,12 @@ class Coach:
         """Load everything now (server start-up), so the first request is fast."""
         from .language import warm
 
-        warm()
         _ = self.retriever, self.grader, self.answerer
         self.retriever.warm()  # bm25, scope references, Chroma opened
         self.load_probes()
+        # last: building lingua's models holds the interpreter for ~1.5 s, and a page being
+        # drawn meanwhile (the app's warm-up runs beside the server) would stand still
+        warm()
 
     def search(self, question: str, k: int = 5):
         return self.retriever.search(question, k=k)
@@ -234,11 +236,11 @@ class WarmUp:
     steps keep loading behind it, and a call that needs them before they are there waits
     for them. When the index must be built, nothing is usable until it is."""
 
-    def __init__(self, settings: Settings, extra=(), first=()):
+    def __init__(self, settings: Settings, extra=(), first=(), settle=None):
         import time
 
         self.settings = settings
-        self.extra, self.first = tuple(extra), tuple(first)
+        self.extra, self.first, self.settle = tuple(extra), tuple(first), settle
         self.phase = "starting"
         self.detail = ""
         self.coach: Coach | None = None
@@ -266,6 +268,8 @@ class WarmUp:
             self.coach = coach
             if self.phase == "loading":
                 self._usable.set()
+            if self.settle is not None:
+                self.settle()  # e.g. let the web server finish starting first
             coach.warm()
             for fn in self.extra:
                 fn(coach)
@@ -315,16 +319,18 @@ _WARM_UPS: dict[str, WarmUp] = {}
 _WARM_LOCK = threading.Lock()
 
 
-def start_warm_up(settings: Settings | None = None, extra=(), first=()) -> WarmUp:
+def start_warm_up(settings: Settings | None = None, extra=(), first=(), settle=None) -> WarmUp:
     """The process's warm-up for these settings, started now if it is not running (or
     failed before: then it is tried again). ``first``: steps (called with the Coach) that
     pages need before they can draw, e.g. opening the attempts store; ``extra``: more
     warm-up steps once everything is loaded (the app grades a few samples so that their
-    one-off costs are paid at start-up). Safe to call from every script run and thread."""
+    one-off costs are paid at start-up); ``settle``: called once before the models load (the
+    app waits for its server to answer, so that loading does not hold up the server's own
+    start). Safe to call from every script run and thread."""
     settings = settings or get_settings()
     key = settings.model_dump_json()
     with _WARM_LOCK:
         warm = _WARM_UPS.get(key)
         if warm is None or (warm.done and warm.error is not None):
-            warm = _WARM_UPS[key] = WarmUp(settings, extra, first)
+            warm = _WARM_UPS[key] = WarmUp(settings, extra, first, settle)
         return warm

@@ -43,13 +43,36 @@ def warm_samples(coach) -> None:
     coach.ask(WARM_UP[0])
 
 
-def start_warm_up():
-    """Load the Coach in a background thread: called when the server imports app.py (so
-    models and index load at server start, not on the first visitor) and on every run
-    (one warm-up per process and settings; a failed one is tried again)."""
+def wait_for_server(timeout: float = 10.0) -> None:
+    """Until this Streamlit server answers its health check (at most ``timeout`` s), so
+    that the models load right after the server has started rather than holding it up."""
+    import time
+    import urllib.request
+
+    address = st.get_option("server.address") or "127.0.0.1"
+    if address in ("0.0.0.0", "::", "localhost"):
+        address = "127.0.0.1"
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    url = f"http://{address}:{st.get_option('server.port')}/{base + '/' if base else ''}_stcore/health"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - our own loopback server
+                r.read()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+def start_warm_up(server: bool = False):
+    """Load the Coach in a background thread: called when the server imports app.py
+    (``server=True``: models and index load as soon as the server is up, not on the first
+    visitor) and on every run (one warm-up per process and settings; a failed one is tried
+    again)."""
     from calmcall.coach import start_warm_up as start
 
-    return start(get_settings(), extra=(warm_samples,), first=(open_store,))
+    return start(get_settings(), extra=(warm_samples,), first=(open_store,),
+                 settle=wait_for_server if server else None)
 
 
 def load_coach(settings_key: str = ""):

@@ -80,18 +80,13 @@ def _coach(args, progress: bool = False):
 
 
 # -- commands -------------------------------------------------------------------
-def cmd_index(args) -> int:
-    """Build or update every collection (passages, doc2query questions, catalogue)."""
-    import time
-
+def _build_index(coach, progress: bool = False, force: bool = False):
+    """Bring every collection (passages, doc2query questions, catalogue) up to date; the
+    relevance calibration and the catalogue probes are fitted when they are missing."""
     from .catalogue import phrasing_docs
-    from .coach import Coach
     from .index import ChromaStore, VectorIndex, query_docs, vector_docs
 
-    coach = Coach(progress=True)
     settings, knowledge = coach.settings, coach.knowledge
-    progress = sys.stderr.isatty()
-    start = time.perf_counter()
     store = ChromaStore(settings)  # one client, opened only if something must be read or written
     reports, indexes = [], []
     for name, docs, side, fingerprint in (
@@ -101,12 +96,26 @@ def cmd_index(args) -> int:
     ):
         index = VectorIndex(settings, coach.embedder, docs, fingerprint, name=name, side=side,
                             client=store, cache=coach.vector_cache)
-        reports.append((name, index.build(progress=progress, force=args.force)))
+        reports.append((name, index.build(progress=progress, force=force)))
         indexes.append(index)
     changed = any(r.changed or r.rebuilt_reason for _, r in reports)
     if changed or "calibration" not in (indexes[0].manifest.get("extra") or {}):
-        _ = coach.retriever, coach.grader  # calibrations are fitted and stored when needed
+        _ = coach.retriever  # the relevance calibration is fitted and stored when needed
     coach.load_probes()  # fitted now (or read back), not by the first `grade`
+    return reports
+
+
+def cmd_index(args) -> int:
+    """Build or update every collection (passages, doc2query questions, catalogue)."""
+    import time
+
+    from .coach import Coach
+
+    coach = Coach(progress=True)
+    settings = coach.settings
+    _ = coach.knowledge
+    start = time.perf_counter()
+    reports = _build_index(coach, progress=sys.stderr.isatty(), force=args.force)
     where = settings.chroma_url or str(settings.resolved_chroma_path)
     for name, r in reports:
         print(
@@ -122,50 +131,57 @@ def cmd_index(args) -> int:
             for vid, vec in zip(ids, vectors):
                 if vid in index.docs:
                     key = cache.key(model, index.docs[vid][0], index.side == "query")
-                    cache.put(key, vec)
+                    # The encoder's own vector where the cache has it: Chroma hands back a
+                    # copy it has normalised again, which differs in the last bits (and
+                    # would differ again after the next build), and the probes' file names
+                    # hash the vectors a build from this file gets.
+                    if cache.get(key) is None:
+                        cache.put(key, vec)
                     keep.add(key)
         inside, outside = coach.retriever.scope_texts()
         keep |= {cache.key(model, t, True) for t in inside + outside}
         path = coach.vector_cache.save(settings.knowledge_dir / "vectors", keep=keep)
         print(f"vector cache written to {path} ({len(keep)} vectors)")
-        for probe in _ship_probes(coach):
-            print(f"step probe written to {probe}")
+        for probe in _ship_probes(settings):
+            print(f"probe written to {probe}")
     return 0
 
 
-def _ship_probes(coach) -> list[Path]:
-    """Copy the probes the bridge uses (fitted or read back while the grader loaded) next
-    to the shipped vectors, so a fresh checkout reads them instead of fitting them; the
-    shipped probes of older catalogues are removed."""
+def _ship_probes(settings) -> list[Path]:
+    """Build the index as a fresh checkout does (an empty data dir, the shipped vectors),
+    fit or read back the catalogue probes there, and ship them next to the vectors: a fresh
+    checkout then reads them instead of fitting them (~30 s). Shipped probes that no longer
+    fit are removed."""
     import shutil
+    import tempfile
 
     import numpy as np
 
     from .catalogue import Probe
-    from .coach import PROBE_GLOB
+    from .coach import PROBE_GLOB, Coach
+    from .knowledge import YAML_CACHE
 
-    _ = coach.grader
-    coach.load_probes()
-    in_use = [v for v in vars(coach.bridge).values() if isinstance(v, Probe)]
-    found: dict[int, Path] = {}  # in-use probe -> its file (the newest, if copies share its content)
-    for f in sorted((coach.settings.data_dir / "probe").glob(PROBE_GLOB), key=lambda f: f.stat().st_mtime):
+    shipped = settings.knowledge_dir / "vectors"
+    with tempfile.TemporaryDirectory(prefix="calmcall-ship-") as tmp:
+        fresh = Coach(settings.model_copy(update={"data_dir": Path(tmp), "chroma_path": None, "chroma_url": ""}))
         try:
-            with np.load(f) as z:
-                weights, classes = z["weights"], [str(c) for c in z["classes"]]
-        except Exception:  # noqa: BLE001 - unreadable: not one of ours
-            continue
-        for i, p in enumerate(in_use):
-            if p.classes == classes and p.weights.shape == weights.shape and np.array_equal(p.weights, weights):
-                found[i] = f
-    shipped = coach.settings.knowledge_dir / "vectors"
-    keep: list[Path] = []
-    for f in found.values():
-        shutil.copyfile(f, shipped / f.name)
-        keep.append(shipped / f.name)
-    if keep:
-        for old in shipped.glob(PROBE_GLOB):
-            if old not in keep:
-                old.unlink()
+            _build_index(fresh)
+            in_use = [v for v in vars(fresh.bridge).values() if isinstance(v, Probe)]
+            found: dict[int, Path] = {}  # in-use probe -> its file (the newest of equal copies)
+            for f in sorted((Path(tmp) / "probe").glob(PROBE_GLOB), key=lambda f: f.stat().st_mtime):
+                with np.load(f) as z:
+                    weights, classes = z["weights"], [str(c) for c in z["classes"]]
+                for i, p in enumerate(in_use):
+                    if p.classes == classes and p.weights.shape == weights.shape and np.array_equal(p.weights, weights):
+                        found[i] = f
+            keep = [shipped / f.name for f in found.values()]
+            for f in found.values():
+                shutil.copyfile(f, shipped / f.name)
+        finally:
+            YAML_CACHE.configure(settings.data_dir / "cache")
+    for old in shipped.glob(PROBE_GLOB):
+        if old not in keep:
+            old.unlink()
     return keep
 
 

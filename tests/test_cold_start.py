@@ -235,3 +235,19 @@ def test_a_failed_warm_up_is_reported_and_tried_again(tmp_path):
         warm.wait_usable(timeout=60)
     assert warm.phase == "failed"
     assert start_warm_up(s) is not warm  # the next page run tries again
+
+
+def test_a_fresh_checkout_embeds_nothing_and_fits_no_probe(tmp_path):
+    """What `index` does on a fresh checkout comes from knowledge/vectors: every vector and
+    both probes. Fails when the knowledge changed without re-shipping them."""
+    import os
+
+    env = {**os.environ, "CALMCALL_DATA_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "calmcall", "index"], cwd=REPO, env=env, capture_output=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr.decode()
+    hint = "run `python -m calmcall index --save-cache` and commit knowledge/vectors/"
+    assert not (tmp_path / "vectors").exists(), f"texts had to be embedded: {hint}"
+    shipped = {f.name for f in (REPO / "knowledge" / "vectors").glob("probe-*.npz")}
+    used = {f.name for f in (tmp_path / "probe").glob("probe-*.npz")}
+    assert used == shipped, f"a probe had to be fitted: {hint}"

@@ -298,3 +298,17 @@ def context() -> PageContext:
         lang = st.session_state.get("lang", "en")
         ctx = prepare(get_coach(lang), lang, embedded=bool(st.session_state.get("embed")))
     return ctx
+
+
+def scroll_into_view(key: str) -> None:
+    """Scroll the element with Streamlit key ``key`` to the top of the window, once: after
+    "Get feedback" the result is drawn below the answer box, and the score and any harm
+    warning must be on the first screen the learner sees, not a scroll away. (A zero-height
+    component frame: ``st.html`` drops scripts in this Streamlit.)"""
+    import streamlit.components.v1 as components
+
+    components.html(
+        "<script>(function(){let n=0;const d=window.parent.document;const go=()=>{"
+        f"const el=d.querySelector('.st-key-{key}');"
+        "if(el){el.scrollIntoView({block:'start'});}else if(n++<50){setTimeout(go,100);}};"
+        "setTimeout(go,50);})();</script>", height=0)

@@ -122,6 +122,7 @@ def submit(coach) -> None:
         "saved": saved,
     }
     st.session_state.timer_start = None
+    st.session_state.practice_scroll = True  # a new result: bring its summary into view once
 
 
 def relabel(coach, fb: dict, lang: str) -> dict:
@@ -176,6 +177,8 @@ def page() -> None:
         elif fb.get("saved") is False:
             st.error(t("store_unavailable", lang))
         ui.render_feedback(st, fb, lang, coach.knowledge, coach.catalogue)
+        if st.session_state.pop("practice_scroll", False):
+            common.scroll_into_view("cc_summary")
         delivery_panel(lang, knowledge=coach.knowledge)  # beside the score, not mixed into it
         scorm.notify_lms(st, fb)  # opened by a SCORM package: the score goes to the LMS
         st.button(t("try_again", lang), icon=":material/replay:", on_click=_try_again, type="primary",

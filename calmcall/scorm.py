@@ -1,10 +1,17 @@
-"""SCORM 1.2 packages: the coach as an activity in any LMS.
+"""SCORM packages (1.2, the default, or 2004 4th edition): the coach as an activity in any LMS.
 
 A package is a zip with ``imsmanifest.xml`` (one SCO, with the mastery score) and a launch
-page (``calmcall/scorm_package/``). In the LMS the launch page finds ``window.API``,
-reads the learner, asks the HR API for an embed token for that learner and frames the
-coach; the coach posts each graded result back (``postMessage``, origin and channel
-checked) and the launch page writes score, passed/failed and session time to the LMS.
+page (``calmcall/scorm_package/``). In the LMS the launch page finds the runtime
+(``window.API`` for 1.2, ``window.API_1484_11`` for 2004), reads the learner, asks the HR
+API for an embed token for that learner and frames the coach; the coach posts each graded
+result back (``postMessage``, origin and channel checked) and the launch page writes
+score, passed/failed and session time to the LMS.
+
+SCORM 2004: the mastery score is the primary objective's ``minNormalizedMeasure``
+(``satisfiedByMeasure``), which the LMS hands the SCO as ``cmi.scaled_passing_score``; the
+launch page writes ``cmi.score.scaled``/``raw``, ``cmi.completion_status``,
+``cmi.success_status`` and ``cmi.session_time`` (ISO 8601 duration), then ``Commit`` and
+``Terminate``. Same launch page, same credential, same coach: only the runtime differs.
 
 Why a package credential and not an API key: a package is a file that HR uploads to an
 LMS, where any course author (and, through the browser, any learner) can read it. So it
@@ -42,6 +49,16 @@ ADLCP = "http://www.adlnet.org/xsd/adlcp_rootv1p2"
 IMSMD = "http://www.imsglobal.org/xsd/imsmd_rootv1p2p1"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 SCHEMA_LOCATION = (f"{IMSCP} imscp_rootv1p1p2.xsd {IMSMD} imsmd_rootv1p2p1.xsd {ADLCP} adlcp_rootv1p2.xsd")
+# SCORM 2004 4th edition (content packaging 1.1.4, ADL CP/sequencing/navigation 1.3, IMS SS 1.0)
+IMSCP_2004 = "http://www.imsglobal.org/xsd/imscp_v1p1"
+ADLCP_2004 = "http://www.adlnet.org/xsd/adlcp_v1p3"
+ADLSEQ_2004 = "http://www.adlnet.org/xsd/adlseq_v1p3"
+ADLNAV_2004 = "http://www.adlnet.org/xsd/adlnav_v1p3"
+IMSSS_2004 = "http://www.imsglobal.org/xsd/imsss"
+SCHEMA_LOCATION_2004 = (f"{IMSCP_2004} imscp_v1p1.xsd {ADLCP_2004} adlcp_v1p3.xsd {ADLSEQ_2004} adlseq_v1p3.xsd "
+                        f"{ADLNAV_2004} adlnav_v1p3.xsd {IMSSS_2004} imsss_v1p0.xsd")
+VERSIONS = ("1.2", "2004")  # "2004" is 4th edition
+VERSION_LABELS = {"1.2": "SCORM 1.2", "2004": "SCORM 2004 4th edition"}
 CREDENTIAL_SHAPE = re.compile(r"^pk_[0-9a-f]{12}\.[A-Za-z0-9_\-]{16,200}$")
 ORIGIN_SHAPE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 CHANNEL_SHAPE = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
@@ -221,11 +238,12 @@ class Package:
     scenario: str | None
     mastery_score: int
     title: str
+    version: str = "1.2"
 
     def summary(self) -> dict:
         return {"credential_id": self.credential_id, "organisation": self.organisation, "question": self.question,
                 "scenario": self.scenario, "mastery_score": self.mastery_score, "title": self.title,
-                "bytes": len(self.data)}
+                "bytes": len(self.data), "scorm_version": self.version}
 
 
 def manifest_xml(identifier: str, title: str, mastery_score: int, files: tuple[str, ...] = LAUNCH_FILES) -> bytes:
@@ -261,6 +279,51 @@ def manifest_xml(identifier: str, title: str, mastery_score: int, files: tuple[s
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
+def manifest_xml_2004(identifier: str, title: str, mastery_score: int,
+                      files: tuple[str, ...] = LAUNCH_FILES) -> bytes:
+    """The SCORM 2004 4th edition manifest: one organisation, one item, one SCO. The pass
+    mark is the item's primary objective, satisfied by measure at ``mastery_score / 100``
+    (the LMS gives it to the SCO as ``cmi.scaled_passing_score``); the delivery controls
+    say the SCO itself sets completion and success."""
+    ET.register_namespace("", IMSCP_2004)
+    ET.register_namespace("adlcp", ADLCP_2004)
+    ET.register_namespace("adlseq", ADLSEQ_2004)
+    ET.register_namespace("adlnav", ADLNAV_2004)
+    ET.register_namespace("imsss", IMSSS_2004)
+    ET.register_namespace("xsi", XSI)
+
+    def el(parent, tag, text=None, ns=IMSCP_2004, **attrs):
+        node = ET.SubElement(parent, f"{{{ns}}}{tag}", attrs) if parent is not None else ET.Element(
+            f"{{{ns}}}{tag}", attrs)
+        if text is not None:
+            node.text = text
+        return node
+
+    root = el(None, "manifest", identifier=identifier, version="1.0",
+              **{f"{{{XSI}}}schemaLocation": SCHEMA_LOCATION_2004})
+    meta = el(root, "metadata")
+    el(meta, "schema", "ADL SCORM")
+    el(meta, "schemaversion", "2004 4th Edition")
+    orgs = el(root, "organizations", default="calmcall_org")
+    org = el(orgs, "organization", identifier="calmcall_org")
+    el(org, "title", title)
+    item = el(org, "item", identifier="calmcall_item", identifierref="calmcall_sco", isvisible="true")
+    el(item, "title", title)
+    seq = el(item, "sequencing", ns=IMSSS_2004)
+    objectives = el(seq, "objectives", ns=IMSSS_2004)
+    primary = el(objectives, "primaryObjective", ns=IMSSS_2004, objectiveID="calmcall_mastery",
+                 satisfiedByMeasure="true")
+    el(primary, "minNormalizedMeasure", f"{int(mastery_score) / 100:g}", ns=IMSSS_2004)
+    el(seq, "deliveryControls", ns=IMSSS_2004, completionSetByContent="true", objectiveSetByContent="true")
+    resources = el(root, "resources")
+    res = el(resources, "resource", identifier="calmcall_sco", type="webcontent", href="index.html",
+             **{f"{{{ADLCP_2004}}}scormType": "sco"})
+    for name in files:
+        el(res, "file", href=name)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
 def _script_json(value) -> str:
     """JSON safe inside a <script> or a .js file served as HTML by a careless LMS."""
     return (json.dumps(value, ensure_ascii=False, indent=1).replace("<", "\\u003c").replace(">", "\\u003e")
@@ -276,10 +339,14 @@ def _html_text(text: str) -> str:
 def build_package(store, settings, catalogue, *, org_name: str, question: str | None = None,
                   scenario: str | None = None, api_url: str | None = None, app_url: str | None = None,
                   mastery_score: int | None = None, title: str | None = None, lang: str | None = None,
-                  lms_origins: list[str] | None = None, label: str = "") -> Package:
-    """Make a package for ``org_name`` (and a new package credential inside it)."""
+                  lms_origins: list[str] | None = None, label: str = "", version: str = "1.2") -> Package:
+    """Make a package for ``org_name`` (and a new package credential inside it), SCORM
+    ``version`` "1.2" (default) or "2004" (4th edition)."""
     from . import ui
 
+    version = str(version or "1.2")
+    if version not in VERSIONS:
+        raise InputError(f"the SCORM version must be one of {', '.join(VERSIONS)} (got {version!r})")
     if question and scenario:
         raise InputError("give --question or --scenario, not both")
     api_url = _check_url(api_url or settings.api_url, "the API URL (--api-url or CALMCALL_API_URL)")
@@ -313,6 +380,7 @@ def build_package(store, settings, catalogue, *, org_name: str, question: str | 
                                             scenario=scenario, lms_origins=origins)
     config = {
         "version": 1,
+        "scorm_version": version,
         "organisation": org.name,
         "api_url": api_url.rstrip("/") + "/",
         "app_url": app_url,
@@ -329,7 +397,8 @@ def build_package(store, settings, catalogue, *, org_name: str, question: str | 
     page = (ASSETS / "index.html").read_text(encoding="utf-8")
     page = page.replace("__CSP__", _html_text(csp)).replace("__TITLE__", _html_text(title))
     files = {
-        "imsmanifest.xml": manifest_xml(f"calmcall_{cred_id}", title, mastery),
+        "imsmanifest.xml": (manifest_xml_2004 if version == "2004" else manifest_xml)(
+            f"calmcall_{cred_id}", title, mastery),
         "index.html": page.encode("utf-8"),
         "calmcall-launch.js": (ASSETS / "calmcall-launch.js").read_bytes(),
         "calmcall-launch.css": (ASSETS / "calmcall-launch.css").read_bytes(),
@@ -339,7 +408,7 @@ def build_package(store, settings, catalogue, *, org_name: str, question: str | 
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
             z.writestr(name, data)
-    return Package(buf.getvalue(), cred_id, org.name, question, scenario, mastery, title)
+    return Package(buf.getvalue(), cred_id, org.name, question, scenario, mastery, title, version)
 
 
 # -- the coach's side (Streamlit, embed mode) --------------------------------------------------
@@ -402,7 +471,7 @@ def notify_lms(st, result: dict | None) -> None:
 
 # -- CLI: python -m calmcall scorm export | credentials | revoke -------------------------------
 def command(args) -> int:
-    """``scorm export --org NAME [--question ID | --scenario ID] --out FILE``, ``scorm
+    """``scorm export --org NAME [--question ID | --scenario ID] [--version 1.2|2004] --out FILE``, ``scorm
     credentials [--org NAME]``, ``scorm revoke CREDENTIAL_ID``. Exit 0 ok, 2 bad input."""
     import sys
 
@@ -418,6 +487,7 @@ def command(args) -> int:
                 coach.store, coach.settings, coach.catalogue, org_name=org, question=args.question,
                 scenario=args.scenario, api_url=args.api_url, app_url=args.app_url,
                 mastery_score=args.mastery_score, title=args.title, lang=args.lang, lms_origins=args.lms_origin,
+                version=getattr(args, "version", None) or "1.2",
             )
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -427,7 +497,8 @@ def command(args) -> int:
             else:
                 what = f"question {package.question}" if package.question else (
                     f"scenario {package.scenario}" if package.scenario else "any practice question")
-                print(f"wrote {out} ({len(package.data):,} bytes): SCORM 1.2, {what}, pass mark {package.mastery_score}")
+                print(f"wrote {out} ({len(package.data):,} bytes): {VERSION_LABELS[package.version]}, {what}, "
+                      f"pass mark {package.mastery_score}")
                 print(f"package credential {package.credential_id} for organisation {package.organisation!r} "
                       "(it can only open the coach for a learner)")
                 print(f"revoke it with: python -m calmcall scorm revoke {package.credential_id}")

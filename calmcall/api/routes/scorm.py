@@ -1,6 +1,7 @@
 """SCORM packages and their credentials.
 
-Organisation admins (API key): ``POST /v1/scorm/packages`` exports a SCORM 1.2 package,
+Organisation admins (API key): ``POST /v1/scorm/packages`` exports a SCORM package (1.2 by
+default, ``"version": "2004"`` for SCORM 2004 4th edition),
 ``GET /v1/package-credentials`` lists the credentials inside packages,
 ``DELETE /v1/package-credentials/{id}`` revokes one at once.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import Response
@@ -45,9 +46,13 @@ class PackageRequest(Strict):
     lms_origins: list[Annotated[str, Field(max_length=300)]] = Field(
         default_factory=list, max_length=20,
         description="LMS origins (https://lms.example.com) allowed to launch it; empty = any.")
+    version: Literal["1.2", "2004"] = Field(
+        default="1.2", description="SCORM version: 1.2, or 2004 (4th edition: API_1484_11, scaled score, "
+                                   "completion and success status).")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"question": "q01_angry_call", "mastery_score": 70, "lms_origins": ["https://lms.example.com"]}]})
+        "examples": [{"question": "q01_angry_call", "mastery_score": 70, "lms_origins": ["https://lms.example.com"]},
+                     {"question": "q01_angry_call", "mastery_score": 70, "version": "2004"}]})
 
 
 class PackageCredentialOut(BaseModel):
@@ -80,11 +85,12 @@ class LaunchToken(BaseModel):
 @router.post(
     "/v1/scorm/packages",
     status_code=201,
-    summary="Export a SCORM 1.2 package for your LMS",
+    summary="Export a SCORM package (1.2 or 2004) for your LMS",
     responses={
         **problem_responses(*AUTHED),
         201: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
-              "description": "The package (zip); header X-Package-Credential names its credential"},
+              "description": "The package (zip); header X-Package-Credential names its credential, "
+                             "X-Scorm-Version its SCORM version (1.2 or 2004)"},
     },
     response_class=Response,
 )
@@ -103,14 +109,16 @@ def export_package(
         package = scorm.build_package(
             store, settings, coach.catalogue, org_name=caller.org_name, question=body.question,
             scenario=body.scenario, api_url=settings.api_url or str(request.base_url), mastery_score=body.mastery_score,
-            title=body.title, lang=body.lang, lms_origins=body.lms_origins,
+            title=body.title, lang=body.lang, lms_origins=body.lms_origins, version=body.version,
         )
     except InputError as exc:
         raise ApiProblem(422, str(exc), "Invalid request") from None
     stamp = datetime.now(UTC).strftime("%Y%m%d")
+    suffix = "-2004" if package.version == "2004" else ""  # the 1.2 file name is unchanged
     return Response(package.data, status_code=201, media_type="application/zip", headers={
-        "Content-Disposition": f'attachment; filename="calmcall-scorm-{stamp}.zip"',
+        "Content-Disposition": f'attachment; filename="calmcall-scorm{suffix}-{stamp}.zip"',
         "X-Package-Credential": package.credential_id,
+        "X-Scorm-Version": package.version,
     })
 
 

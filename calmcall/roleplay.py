@@ -158,6 +158,7 @@ class Rules(BaseModel):
     max_drop: int
     repeat_uses: int
     abuse_grace: int
+    facts_not_repeat: list[str] = Field(default_factory=list)  # steps that make facts a solution, not a repeat-back
     lowers: dict[str, int]
     raises: dict[str, int]
     matcher_ignores: list[str]
@@ -341,6 +342,11 @@ class ReplyReader:
                 r.injected.append(s)
             else:
                 kept.append(s)
+        for s in r.injected:  # an instruction to the simulator is set aside, an insult in it is not
+            forms = _forms(s)
+            for act in self.acts:
+                if act.kind == "harm" and act.find(s, lang, _clauses(s, lang), forms) is not None:
+                    r.harms.setdefault(act.target, Credit(item=act.target, evidence=s, source="cue", reason=act.reason))
         names = [_norm_cue(c) for c in scenario.name_cues.get(lang, []) + scenario.name_cues.get("en", [])]
         facts = [_norm_cue(c) for c in scenario.facts.get(lang, [])]
         fired: set[str] = set()
@@ -348,6 +354,7 @@ class ReplyReader:
             forms = _forms(s)
             clauses = _clauses(s, lang)
             negated = is_negated(s, lang)
+            here: set[str] = set()  # the steps this sentence shows by a cue
             for act in self.acts:
                 if act.name == "injection":
                     continue
@@ -364,12 +371,17 @@ class ReplyReader:
                     if act.name == "transfer" and denied:
                         continue  # "I won't transfer you again" is a promise, not a transfer
                 fired.add(act.name)
+                if act.kind == "step":
+                    here.add(act.target)
                 credit = Credit(item=act.target, evidence=s, source="cue", reason=act.reason)
                 table = {"step": r.steps, "anti": r.antis, "harm": r.harms, "call": r.calls}[act.kind]
                 table.setdefault(act.target, credit)
             if names and any(_hit(f, c) for _, f in clauses for c in names):
                 r.steps.setdefault("personalise", Credit(item="personalise", evidence=s, source="cue", reason="name"))
-            if not negated and "?" not in s and sum(_hit(forms, c) for c in facts) >= 2:
+            # the caller's facts said back are a repeat-back; the same facts in a sentence that
+            # states the policy or offers the remedy are the solution ("the suite is booked tonight")
+            if not negated and "?" not in s and sum(_hit(forms, c) for c in facts) >= 2 \
+                    and not here & set(self.rules.facts_not_repeat):
                 r.steps.setdefault("repeat_back", Credit(item="repeat_back", evidence=s, source="cue",
                                                          reason="repeat_back"))
         # a warning and an ending in one sentence is a warning ("…or I'll end the call")
@@ -401,15 +413,26 @@ class ReplyReader:
                 continue
             if e.kind == "step" and e.confidence >= self.covered and e.item not in self.rules.unobservable \
                     and e.item in self.rules.lowers:
+                if e.item == "repeat_back" and any(
+                        c.source == "cue" and sid in self.rules.facts_not_repeat and _overlap(c.evidence, e.span)
+                        for sid, c in r.steps.items()):
+                    continue  # the remedy or the policy stated, not the problem said back
                 r.steps.setdefault(e.item, Credit(item=e.item, evidence=e.span, source="matcher", reason=e.item))
             elif e.kind == "anti" and e.item not in self.rules.matcher_ignores:
                 r.antis.setdefault(e.item, Credit(item=e.item, evidence=e.span, source="matcher", reason=e.item))
             elif e.kind == "harm" and e.source == "cue":
-                # the matcher's probe alone reads some spoken apologies as insults (it was
-                # trained on descriptions); its cue words with the probe's agreement stand
+                # the matcher's cue words with the probe's agreement stand; its probe alone
+                # does not: on spoken replies it is as sure of "That's awful." as of a threat
+                # (eval/roleplay_dev.jsonl), so it would fail good calls
                 r.harms.setdefault(e.item, Credit(item=e.item, evidence=e.span, source="matcher", reason="harm"))
         if match.parsed.injected:
             r.injected.extend(s for s in match.parsed.injected if s not in r.injected)
+
+
+
+def _overlap(a: str, b: str) -> bool:
+    """The same sentence, as the cue reader and the matcher each cut it."""
+    return bool(a and b) and (a in b or b in a)
 
 
 # -- one call ---------------------------------------------------------------------------
@@ -442,6 +465,7 @@ class TurnResult(BaseModel):
     done: bool = False
     outcome: Outcome | None = None
     suggestion: str | None = None  # the step a coach would have suggested before this reply
+    after_end: bool = False  # said after the caller had ended the call (a scripted call's rest)
 
 
 class Citation(BaseModel):
@@ -602,7 +626,8 @@ class Call:
         out = [{"speaker": "caller", "text": self.opening, "anger": self.scenario.anger}]
         for t in self.turns:
             out.append({"speaker": "trainee", "text": t.trainee, "n": t.n})
-            out.append({"speaker": "caller", "text": t.caller, "anger": t.anger, "n": t.n})
+            if not t.after_end:  # the caller has gone
+                out.append({"speaker": "caller", "text": t.caller, "anger": t.anger, "n": t.n})
         return out
 
     # -- a turn ---------------------------------------------------------------------------
@@ -924,6 +949,34 @@ class Call:
         return Hint(step=sid, title=better.title, line=better.line, passage=better.passage,
                     why=step.t("description", self.lang) if step else "", cost=int(self.rules.score["hint_cost"]))
 
+    def after_end(self, reply: str) -> TurnResult:
+        """What the trainee still says once the call has ended (the rest of a scripted call,
+        which is a whole call). Nothing can be won there, but harm still fails the call: a
+        coach hears "I'll make sure you never get another order" after the caller said
+        thank you as clearly as before it."""
+        if not self.done:
+            raise RuntimeError("the call has not ended; use say()")
+        rules, lang = self.rules, self.lang
+        n = len(self.turns) + 1
+        previous = [" ".join(words(t.trainee)) for t in self.turns]
+        r = self.player.reader.read(reply, lang, self.scenario, previous)
+        changes = []
+        outcome = None
+        if r.harms:
+            changes.append(Change(item="harm", delta=0, reason=rules.say(rules.reasons, "harm", lang)))
+            if self.outcome != "failed":
+                outcome = self.outcome = "failed"
+                self.fail_reason, self.fail_turn, self.success = "harm", n, False
+        notes = [rules.say(rules.reasons, "after_end", lang)]
+        turn = TurnResult(
+            n=n, trainee=r.text, caller="", anger_before=self.anger, anger=self.anger,
+            patience=max(self.patience, 0), band=self.band, event="after_end", phase="closing", steps=[],
+            anti_patterns=[], harms=list(r.harms), injected=bool(r.injected), changes=changes,
+            explanation=self._explain(self.anger, self.anger, changes, notes),
+            evidence={k: v.evidence for k, v in r.harms.items()}, done=True, outcome=outcome, after_end=True)
+        self.turns.append(turn)
+        return turn
+
     def stop(self) -> None:
         """The learner stops the call before it ends (scored as unfinished)."""
         if not self.done:
@@ -1010,13 +1063,17 @@ class Call:
         share = sum(1.0 if c.in_phase else score_rules["out_of_phase"] if c.shown else 0.0 for c in required)
         share /= max(len(required), 1)
         outcome_key = "win" if self.success else (self.outcome or "unfinished")
+        in_call = [t for t in self.turns if not t.after_end]
         parts = {
             "outcome": float(score_rules["outcome"].get(outcome_key, 0)) if self.done else 0.0,
             "steps": round(score_rules["steps"] * share, 1),
-            "clean": round(score_rules["clean"] * (sum(1 for t in self.turns if (t.steps or t.acts) and not t.anti_patterns
+            "clean": round(score_rules["clean"] * (sum(1 for t in in_call if (t.steps or t.acts) and not t.anti_patterns
                                                        and not t.harms and not t.injected and t.anger <= t.anger_before)
-                                                   / max(len(self.turns), 1)), 1) if self.turns else 0.0,
-            "anti_patterns": -float(score_rules["per_anti"] * len(antis)),
+                                                   / max(len(in_call), 1)), 1) if in_call else 0.0,
+            # a coach names a mistake once; the same one again costs less than a new one
+            "anti_patterns": -float(score_rules["per_anti"] * len({a.id for a in antis})
+                                    + score_rules.get("per_repeated_anti", score_rules["per_anti"])
+                                    * (len(antis) - len({a.id for a in antis}))),
             "order": -float(score_rules["per_order_slip"] * len(slips)),
             "hints": -float(score_rules["hint_cost"] * len(self.hints)),
         }
@@ -1294,10 +1351,14 @@ class RolePlayer:
     def replay(self, sid: str, replies: list[str], lang: str = "en", seed: int = 0, finish: bool = False) -> Call:
         """Run ``replies`` as a call; stops at the end of the call (later replies unused).
         With ``finish``, the replies are the whole call: one they did not end is closed as
-        things stand (:meth:`Call.close`)."""
+        things stand (:meth:`Call.close`), and replies after the ending are still read for
+        harm (:meth:`Call.after_end`)."""
         call = self.start(sid, lang, seed)
-        for reply in replies:
+        for i, reply in enumerate(replies):
             if call.done:
+                if finish:  # the whole call: what is said after the ending is read for harm
+                    for rest in replies[i:]:
+                        call.after_end(rest)
                 break
             call.say(reply)
         if finish:
@@ -1343,7 +1404,8 @@ def roleplayer(coach) -> RolePlayer:
 # -- the command line (python -m calmcall roleplay) -------------------------------------
 def _print_turn(turn: TurnResult) -> None:
     print(f"   [{turn.explanation}]")
-    print(f"caller> {turn.caller}")
+    if not turn.after_end:
+        print(f"caller> {turn.caller}")
 
 
 def _print_card(card: Scorecard) -> None:

@@ -46,7 +46,9 @@ from .knowledge import KnowledgeError, load_yaml
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = 1  # bump when SituationModel.fit changes
+SCOPE_VERSION = 1  # bump when ScopeModel.fit changes
 FILE_GLOB = "situations-*.npz"
+SCOPE_GLOB = "scope-*.npz"
 
 
 class Situation(BaseModel):
@@ -65,6 +67,11 @@ class Selection(BaseModel):
     # Ask answers a question search finds no close passage for when its nearest reference
     # question is in-domain by at least this cosine margin (Retriever.scope_margin)
     scope_margin: float = 0.04
+    passages_per_step: int = 2  # a step cites up to this many of its passages search found
+    passages_narrowed: int = 3  # a follow-up narrowed to one or two steps shows more sources
+    # among those, the ones teaching most of what the situation calls for come first
+    # (else search's order)
+    central_first: bool = False
 
 
 class Recipe(BaseModel):
@@ -78,11 +85,29 @@ class Recipe(BaseModel):
     dense_temperature: float = 2.0
 
 
+class ScopeSpec(BaseModel):
+    """``situations.yaml`` ``scope``: the scope classifier's recipe, its two decision
+    thresholds and the out-of-scope texts written for it (see the file's comment)."""
+
+    c: float = 10.0  # inverse regularisation of the dense logistic regression
+    lexical_c: float = 1.0  # ... and of the lexical one
+    lexical_weight: float = 0.5  # the lexical channel's weight in the combined log-odds
+    min_probability: float = 0.5  # Ask refuses below this even when search finds a passage
+    min_probability_described: float = 0.6  # ... and below this a situation search finds none for
+    accept_probability: float = 0.9  # Ask answers above this even when search finds none close
+    in_scope: dict[str, list[str]] = Field(default_factory=dict)
+    out_of_scope: dict[str, list[str]] = Field(default_factory=dict)
+
+    def recipe_json(self) -> str:
+        return self.model_dump_json(include={"c", "lexical_c", "lexical_weight"})
+
+
 @dataclass
 class SituationSet:
     situations: dict[str, Situation]
     selection: Selection
     recipe: Recipe
+    scope: ScopeSpec
 
 
 def load_situations(root: Path, catalogue) -> SituationSet:
@@ -110,7 +135,8 @@ def load_situations(root: Path, catalogue) -> SituationSet:
             seen_p[pid] = s.id
         if not s.steps:
             raise KnowledgeError(f"situations.yaml: {s.id} lists no steps")
-    return SituationSet(situations, Selection(**(data.get("selection") or {})), Recipe(**(data.get("model") or {})))
+    return SituationSet(situations, Selection(**(data.get("selection") or {})), Recipe(**(data.get("model") or {})),
+                        ScopeSpec(**(data.get("scope") or {})))
 
 
 def stems(text: str, lang: str) -> list[str]:
@@ -171,16 +197,7 @@ class SituationModel:
 
     def features(self, tokens: list[str]) -> np.ndarray:
         """TF-IDF as scikit-learn computes it (sublinear tf, smoothed idf, l2 norm)."""
-        x = np.zeros(len(self.idf), dtype=np.float32)
-        counts: dict[int, int] = {}
-        for t in tokens:
-            j = self.vocab.get(t)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        for j, n in counts.items():
-            x[j] = (1.0 + np.log(n)) * self.idf[j]
-        norm = float(np.linalg.norm(x))
-        return x / norm if norm else x
+        return _tfidf(tokens, self.vocab, self.idf)
 
     def lexical_probabilities(self, tokens: list[str]) -> np.ndarray:
         return self._softmax(self.features(tokens)[None, :] @ self.lex_weights.T + self.lex_bias)
@@ -217,6 +234,81 @@ class SituationModel:
 
 
 @dataclass
+class ScopeModel:
+    """In scope or not: a logistic regression on the question's vector and one on its stems
+    (TF-IDF), their log-odds combined with ``lexical_weight`` (the binary case of the
+    situation model's weighted geometric mean). Fitted on everything Ask answers (the
+    situation classifier's texts, calibration in-domain anchors) against out-of-domain
+    anchors and written out-of-scope questions, classes balanced."""
+
+    weights: np.ndarray  # (dim,)
+    bias: float
+    vocab: dict[str, int]
+    idf: np.ndarray
+    lex_weights: np.ndarray  # (vocab,)
+    lex_bias: float
+    lexical_weight: float = 0.5
+
+    @classmethod
+    def fit(cls, matrix: np.ndarray, inside: np.ndarray, tokens: list[list[str]], spec: ScopeSpec) -> ScopeModel:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        y = inside.astype(int)
+        dense = LogisticRegression(C=spec.c, max_iter=5000, class_weight="balanced").fit(matrix, y)
+        tfidf = TfidfVectorizer(analyzer=lambda toks: toks, sublinear_tf=True, lowercase=False)
+        features = tfidf.fit_transform(tokens)
+        lex = LogisticRegression(C=spec.lexical_c, max_iter=3000, class_weight="balanced").fit(features, y)
+        vocab = {str(t): int(i) for t, i in tfidf.vocabulary_.items()}
+        return cls(dense.coef_[0].astype(np.float32), float(dense.intercept_[0]), vocab,
+                   tfidf.idf_.astype(np.float32), lex.coef_[0].astype(np.float32), float(lex.intercept_[0]),
+                   spec.lexical_weight)
+
+    def features(self, tokens: list[str]) -> np.ndarray:
+        return _tfidf(tokens, self.vocab, self.idf)
+
+    def probability(self, vector: np.ndarray, tokens: list[str]) -> float:
+        dense = float(np.asarray(vector, dtype=np.float32) @ self.weights) + self.bias
+        lexical = float(self.features(tokens) @ self.lex_weights) + self.lex_bias
+        z = (1 - self.lexical_weight) * dense + self.lexical_weight * lexical
+        return float(1.0 / (1.0 + np.exp(-max(min(z, 30.0), -30.0))))
+
+    def save(self, path: Path) -> None:
+        from .embeddings import save_npz
+
+        order = sorted(self.vocab, key=self.vocab.get)
+        save_npz(path, compress=True, weights=self.weights, bias=np.array(self.bias, dtype=np.float32),
+                 vocab=np.array(order), idf=self.idf, lex_weights=self.lex_weights,
+                 lex_bias=np.array(self.lex_bias, dtype=np.float32),
+                 lexical_weight=np.array(self.lexical_weight, dtype=np.float32))
+
+    @classmethod
+    def load(cls, path: Path) -> ScopeModel | None:
+        try:
+            with np.load(path) as z:
+                vocab = {str(t): i for i, t in enumerate(z["vocab"].tolist())}
+                return cls(z["weights"], float(z["bias"]), vocab, z["idf"], z["lex_weights"], float(z["lex_bias"]),
+                           float(z["lexical_weight"]))
+        except Exception as exc:  # noqa: BLE001 - truncated zip, EOF, bad or missing arrays: refit
+            log.warning("ignoring unreadable scope model %s (%s)", path, exc)
+            return None
+
+
+def _tfidf(tokens: list[str], vocab: dict[str, int], idf: np.ndarray) -> np.ndarray:
+    """TF-IDF as scikit-learn computes it (sublinear tf, smoothed idf, l2 norm)."""
+    x = np.zeros(len(idf), dtype=np.float32)
+    counts: dict[int, int] = {}
+    for t in tokens:
+        j = vocab.get(t)
+        if j is not None:
+            counts[j] = counts.get(j, 0) + 1
+    for j, n in counts.items():
+        x[j] = (1.0 + np.log(n)) * idf[j]
+    norm = float(np.linalg.norm(x))
+    return x / norm if norm else x
+
+
+@dataclass
 class Guess:
     """What the classifier makes of one question."""
 
@@ -239,6 +331,7 @@ class SituationClassifier:
         self.spec = load_situations(settings.knowledge_dir, catalogue)
         self.texts, self.labels, self.langs = self.training_texts()
         self.model = self._load_or_fit()
+        self.scope = self._load_or_fit_scope()
         missing = set(self.spec.situations) - set(self.model.classes)
         if missing:  # a situation without a single phrasing cannot be predicted
             raise KnowledgeError(f"situations.yaml: no training text for {sorted(missing)}")
@@ -324,10 +417,12 @@ class SituationClassifier:
 
         return VectorCache([Path(self.settings.knowledge_dir) / "vectors" / "situations"], None, self.embedder.manifest_id)
 
-    def training_matrix(self) -> np.ndarray:
+    def training_matrix(self, texts: list[str] | None = None) -> np.ndarray:
+        """Query-side vectors of ``texts`` (default: the situation classifier's texts)."""
+        texts = self.texts if texts is None else texts
         own = self._phrasing_cache()
-        keys = [own.key(self.embedder.manifest_id, t, True) for t in self.texts]
-        matrix = np.zeros((len(self.texts), self.embedder.dim), dtype=np.float32)
+        keys = [own.key(self.embedder.manifest_id, t, True) for t in texts]
+        matrix = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
         todo = []
         for i, k in enumerate(keys):
             v = own.get(k)
@@ -336,11 +431,94 @@ class SituationClassifier:
             else:
                 todo.append(i)
         if todo:
-            fresh = self.embedder.embed_cached([self.texts[i] for i in todo], True, self.cache)
+            fresh = self.embedder.embed_cached([texts[i] for i in todo], True, self.cache)
             matrix[todo] = fresh
             if self.cache is not None:
                 self.cache.save()
         return matrix
+
+    # -- scope -----------------------------------------------------------------------
+    def scope_texts(self) -> tuple[list[str], list[bool], list[str | None]]:
+        """The scope classifier's texts, whether each is in scope, and its language where
+        known (None: detected when fitting). In scope: the situation classifier's texts,
+        every practice question and doc2query question, calibration's in-domain anchors.
+        situations.yaml ``scope.in_scope`` (short questions). Out of scope: calibration's and
+        scope_anchors.yaml's out-of-domain anchors and situations.yaml ``scope.out_of_scope``."""
+        root = Path(self.settings.knowledge_dir)
+        cal = load_yaml((root / "calibration.yaml").read_bytes()) or {}
+        anchors_file = root / "scope_anchors.yaml"
+        anchors = (load_yaml(anchors_file.read_bytes()) or {}) if anchors_file.exists() else {}
+        texts: list[str] = []
+        inside: list[bool] = []
+        langs: list[str | None] = []
+        seen: set[str] = set()
+
+        def add(text, is_in: bool, lang: str | None) -> None:
+            text = " ".join(str(text).split())
+            if text and text not in seen:
+                seen.add(text)
+                texts.append(text)
+                inside.append(is_in)
+                langs.append(lang)
+
+        for t, lang in zip(self.texts, self.langs):
+            add(t, True, lang)
+        for q in self.catalogue.questions.values():
+            for lang in sorted(q.text):
+                add(q.text[lang], True, lang)
+        for pid in sorted(self.knowledge.passages):
+            queries = self.knowledge.passages[pid].queries or {}
+            for lang in sorted(queries):
+                for t in queries[lang]:
+                    add(t, True, lang)
+        for t in cal.get("in_domain") or []:
+            add(t, True, None)
+        for lang in sorted(self.spec.scope.in_scope):
+            for t in self.spec.scope.in_scope[lang]:
+                add(t, True, lang)
+        for t in list(cal.get("out_of_domain") or []) + list(anchors.get("out_of_domain") or []):
+            add(t, False, None)
+        for lang in sorted(self.spec.scope.out_of_scope):
+            for t in self.spec.scope.out_of_scope[lang]:
+                add(t, False, lang)
+        return texts, inside, langs
+
+    def scope_key(self, texts: list[str], inside: list[bool]) -> str:
+        from importlib.metadata import version
+
+        h = hashlib.sha256()
+        for text, is_in in zip(texts, inside):
+            h.update(f"{int(is_in)}\t{text}\n".encode())
+        h.update(f"{self.embedder.manifest_id}|{SCOPE_VERSION}|{self.spec.scope.recipe_json()}|"
+                 f"{version('scikit-learn')}".encode())
+        return h.hexdigest()[:16]
+
+    def _load_or_fit_scope(self) -> ScopeModel:
+        from .language import detect
+
+        texts, inside, langs = self.scope_texts()
+        name = f"scope-{self.scope_key(texts, inside)}.npz"
+        self._scope_name = name
+        for folder in (Path(self.settings.knowledge_dir) / "vectors", Path(self.settings.data_dir) / "situations"):
+            path = folder / name
+            if path.exists():
+                model = ScopeModel.load(path)
+                if model is not None and model.weights.shape[0] == self.embedder.dim:
+                    self.scope_fitted = False
+                    return model
+        log.info("Fitting the scope classifier (%d in scope, %d out)", sum(inside), len(inside) - sum(inside))
+        tokens = [stems(t, lang or detect(t)) for t, lang in zip(texts, langs)]
+        model = ScopeModel.fit(self.training_matrix(texts), np.array(inside), tokens, self.spec.scope)
+        self.scope_fitted = True
+        try:
+            model.save(Path(self.settings.data_dir) / "situations" / name)
+        except OSError as exc:
+            log.warning("could not save the scope model (%s)", exc)
+        return model
+
+    def scope_probability(self, vector: np.ndarray, text: str, lang: str) -> float:
+        """How likely the articles answer ``text`` at all (its vector and stems)."""
+        return self.scope.probability(vector, stems(text, lang))
 
     def ship(self) -> list[Path]:
         """Write the fitted model and our phrasings' vectors into ``knowledge/vectors/`` (run
@@ -349,18 +527,20 @@ class SituationClassifier:
         from .embeddings import VectorCache, save_npz
 
         kdir = Path(self.settings.knowledge_dir) / "vectors"
-        for old in kdir.glob(FILE_GLOB):
+        for old in [*kdir.glob(FILE_GLOB), *kdir.glob(SCOPE_GLOB)]:
             old.unlink()
         target = kdir / self.model_path().name
         self.model.save(target)
-        texts = sorted({self.texts[i] for i in self._own})
-        matrix = self.training_matrix()
-        index = {t: i for i, t in enumerate(self.texts)}
+        scope_target = kdir / self._scope_name
+        self.scope.save(scope_target)
+        written = {" ".join(str(t).split()) for part in (self.spec.scope.in_scope, self.spec.scope.out_of_scope)
+                   for ts in part.values() for t in ts}
+        texts = sorted({self.texts[i] for i in self._own} | (written - {""}))
+        matrix = self.training_matrix(texts)
         keys = [VectorCache.key(self.embedder.manifest_id, t, True) for t in texts]
         cache_path = kdir / "situations" / VectorCache.filename(self.embedder.manifest_id)
-        save_npz(cache_path, compress=True, keys=np.array(keys),
-                 vectors=np.stack([matrix[index[t]] for t in texts]).astype(np.float32))
-        return [target, cache_path]
+        save_npz(cache_path, compress=True, keys=np.array(keys), vectors=matrix.astype(np.float32))
+        return [target, scope_target, cache_path]
 
     # -- prediction ------------------------------------------------------------------
     def guess(self, vector: np.ndarray, text: str, lang: str, top: int = 3) -> Guess:

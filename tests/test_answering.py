@@ -15,7 +15,7 @@ from calmcall.answering import Answerer
 from calmcall.handout import handout
 from calmcall.knowledge import KnowledgeError
 from calmcall.language import detect
-from calmcall.situations import Recipe, SituationModel, load_situations
+from calmcall.situations import Recipe, ScopeModel, ScopeSpec, SituationModel, load_situations
 
 CITE = re.compile(r"\[(\d{3}#p\d+)\]")
 
@@ -134,6 +134,35 @@ def test_a_near_miss_is_still_refused(coach):
     assert not r.in_scope
 
 
+@pytest.mark.parametrize("question", [
+    "How many calls per hour should an agent handle on average?",
+    "My toddler throws tantrums in the supermarket. What should I do?",
+    "Comment activer le renvoi d'appel sur mon portable ?",
+    "Hány nap szabadság jár általában egy ügyfélszolgálati munkatársnak évente?",
+])
+def test_out_of_scope_topics_search_lets_in_are_refused(coach, question):
+    """Search finds a passage close enough for these (calls per hour, tantrums, agents'
+    holidays, call forwarding); the scope classifier, trained on none of these topics,
+    refuses them."""
+    a = coach.answerer
+    assert a.retriever.search(question, k=5, demote_overviews=False).in_scope
+    r = coach.ask(question)
+    assert not r.in_scope and not r.citations
+
+
+def test_short_questions_without_context_are_answered(coach):
+    """In the app a bare "How do I stay calm?" is about calls; the classifier must not read
+    it as the exam nerves or everyday topics it was shown as out of scope."""
+    for q in ("How do I stay calm?", "What is empathy?", "How do I end the call?", "Hur håller jag mig lugn?"):
+        assert coach.ask(q).in_scope, q
+
+
+def test_described_situations_stay_in_scope(coach):
+    for q in ("After a nasty call my trainee is shaking and says she wants to quit. How do I support her?",
+              "Een beller begint te schreeuwen zodra ik opneem. Waar moet ik in vredesnaam beginnen?"):
+        assert coach.ask(q).in_scope, q
+
+
 def test_follow_up_extends_the_previous_situation(coach):
     history = [{"role": "user", "content": "What if the caller swears at me?"},
                {"role": "assistant", "content": "..."}]
@@ -181,6 +210,36 @@ def test_the_fitted_classifier_is_shipped(coach):
     clf = coach.answerer.situations
     assert (coach.settings.knowledge_dir / "vectors" / clf.model_path().name).exists()
     assert clf.fitted is False
+
+
+def test_the_fitted_scope_classifier_is_shipped(coach):
+    clf = coach.answerer.situations
+    assert (coach.settings.knowledge_dir / "vectors" / clf._scope_name).exists()
+    assert clf.scope_fitted is False
+
+
+def test_scope_numpy_prediction_matches_scikit_learn():
+    """Each channel of the scope model gives what scikit-learn's logistic regression gives."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    y = np.array([True, False] * 30)
+    X = rng.normal(size=(60, 8)).astype(np.float32)
+    X[y, 0] += 1.5
+    tokens = [["en:caller", "en:insult"] if v else ["en:recipe", "en:oven"][: 1 + i % 2] for i, v in enumerate(y)]
+    probe_tokens = ["en:caller", "en:oven", "en:unknown"]
+    for w in (0.0, 1.0):
+        model = ScopeModel.fit(X, y, tokens, ScopeSpec(c=2.0, lexical_c=2.0, lexical_weight=w))
+        if w == 0.0:
+            lr = LogisticRegression(C=2.0, max_iter=5000, class_weight="balanced").fit(X, y.astype(int))
+            expected = lr.predict_proba(X[:1])[0, 1]
+        else:
+            tfidf = TfidfVectorizer(analyzer=lambda t: t, sublinear_tf=True, lowercase=False)
+            lr = LogisticRegression(C=2.0, max_iter=3000, class_weight="balanced").fit(
+                tfidf.fit_transform(tokens), y.astype(int))
+            expected = lr.predict_proba(tfidf.transform([probe_tokens]))[0, 1]
+        assert abs(model.probability(X[0], probe_tokens) - expected) < 1e-4
 
 
 def test_situations_are_cross_checked(coach, tmp_path):

@@ -2,9 +2,10 @@
 word error rate per language, on synthetic speech made now by espeak-ng (needs espeak-ng
 and sox; nothing is downloaded).
 
-    python bench/bench_speech.py                     # all five languages
+    python bench/bench_speech.py                     # all eight languages
     python bench/bench_speech.py --langs en --threads 2
     python bench/bench_speech.py --prompt-ablation   # also without the disfluency prompt
+    python bench/bench_speech.py --guard-ablation    # also keeping the segments Whisper made up
 
 Each language's reference sentences (eval/speech_sentences.yaml) are spoken one after the
 other with half a second between them, as one answer, and transcribed once warm-up is done.
@@ -36,14 +37,15 @@ def make_answer(lang: str, texts: list[str], tmp: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--langs", default="en,sv,hu,it,nl")
+    ap.add_argument("--langs", default="en,sv,hu,it,nl,de,es,fr")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt-ablation", action="store_true")
+    ap.add_argument("--guard-ablation", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
     from calmcall.config import Settings
-    from calmcall.speech import load_speech, speech_config
+    from calmcall.speech import AudioError, load_speech, speech_config
 
     corpus = sentences()
     results = {"threads": args.threads, "languages": {}}
@@ -63,13 +65,25 @@ def main() -> int:
         for lang in args.langs.split(","):
             texts = corpus[lang]
             audio = make_answer(lang, texts, tmp).read_bytes()
-            stt.transcribe((tmp / f"{lang}0.wav").read_bytes(), lang)  # warm-up
-            variants = [("prompt", True)] + ([("no_prompt", False)] if args.prompt_ablation else [])
-            for name, use_prompt in variants:
-                speech_config(settings)["decode"]["prompts"] = prompts if use_prompt else {}
+            try:
+                stt.transcribe((tmp / f"{lang}0.wav").read_bytes(), lang)  # warm-up
+            except AudioError:
+                pass  # one synthetic sentence can be all made-up text, dropped: warm all the same
+            decode = speech_config(settings)["decode"]
+            guard = {k: decode[k] for k in ("max_compression_ratio", "no_speech_prob") if k in decode}
+            variants = [("prompt", True, True)] + ([("no_prompt", False, True)] if args.prompt_ablation else []) \
+                + ([("no_guard", True, False)] if args.guard_ablation else [])
+            for name, use_prompt, use_guard in variants:
+                decode["prompts"] = prompts if use_prompt else {}
+                decode.update(guard if use_guard else {"max_compression_ratio": 1e9, "no_speech_prob": 2.0})
                 wall = time.perf_counter()
                 cpu = time.process_time()
-                tr = stt.transcribe(audio, lang)
+                try:
+                    tr = stt.transcribe(audio, lang)
+                except AudioError as exc:  # every segment made up and dropped
+                    results["languages"].setdefault(lang, {})[name] = {"model": stt.model_ref(lang), "error": str(exc),
+                                                                       "wer": 1.0}
+                    continue
                 cpu = time.process_time() - cpu
                 wall = time.perf_counter() - wall
                 row = {
@@ -81,7 +95,8 @@ def main() -> int:
                     "text": tr.text,
                 }
                 results["languages"].setdefault(lang, {})[name] = row
-            speech_config(settings)["decode"]["prompts"] = prompts
+            decode["prompts"] = prompts
+            decode.update(guard)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=1))
@@ -90,6 +105,9 @@ def main() -> int:
     print(f"{'lang':5} {'variant':10} {'model':8} {'audio s':>8} {'CPU s/s':>8} {'wall s/s':>9} {'WER':>6}")
     for lang, variants in results["languages"].items():
         for name, r in variants.items():
+            if "error" in r:
+                print(f"{lang:5} {name:10} {r['model']:8} {r['error']}")
+                continue
             print(f"{lang:5} {name:10} {r['model']:8} {r['audio_s']:8.1f} {r['cpu_s_per_audio_s']:8.3f} "
                   f"{r['wall_s_per_audio_s']:9.3f} {r['wer']:6.3f}")
     return 0

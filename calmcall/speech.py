@@ -408,6 +408,19 @@ def _threads(settings: Settings) -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+def is_hallucination(seg, opts: dict) -> bool:
+    """Whether a decoded segment is text Whisper made up rather than heard. Its own signals:
+    a gzip compression ratio above ``max_compression_ratio`` is a decoding loop ("see you
+    in the next video, see you in the next video, …" after the last word of an answer), and
+    a high no-speech probability with a low average log-probability is a guess at silence.
+    Whisper re-decodes such windows at higher temperatures; we decode once (no sampling),
+    so they are dropped instead."""
+    if seg.compression_ratio > float(opts.get("max_compression_ratio", 2.4)):
+        return True
+    return (seg.no_speech_prob > float(opts.get("no_speech_prob", 0.6))
+            and seg.avg_logprob < float(opts.get("min_avg_logprob", -1.0)))
+
+
 @register
 class FasterWhisper(SpeechToText):
     """faster-whisper (CTranslate2), int8 on CPU, bundled weights."""
@@ -469,6 +482,10 @@ class FasterWhisper(SpeechToText):
         for seg in segments:
             text = seg.text.strip()
             if not text:
+                continue
+            if is_hallucination(seg, opts):
+                log.info("dropped a %s-%s s segment the recogniser made up (compression %.1f, no-speech %.2f): %.80s",
+                         round(seg.start, 1), round(seg.end, 1), seg.compression_ratio, seg.no_speech_prob, text)
                 continue
             parts.append(SegmentText(round(seg.start, 2), round(seg.end, 2), text))
             for w in seg.words or []:

@@ -1,9 +1,9 @@
 """The caller speaks: text to speech for role-play caller lines.
 
 Why espeak-ng: it is a Debian package (no weights, nothing downloaded), it has voices for
-all five knowledge languages, and speed, pitch and loudness are plain options — enough to
-make an angry caller sound angrier (``knowledge/voices.yaml`` holds a preset per anger
-band). It is optional: without it :func:`available` is False, :meth:`Synthesizer.speak`
+all eight languages (the five knowledge ones, German, Spanish, French), and speed, pitch
+and loudness are plain options — enough to make an angry caller sound angrier
+(``knowledge/voices.yaml`` holds a preset per anger band). It is optional: without it :func:`available` is False, :meth:`Synthesizer.speak`
 raises :class:`TTSUnavailable` with a message the app shows, and the app stays text-only.
 
 Swappable like the other models: :class:`Synthesizer` + ``register`` + :func:`load_tts`.

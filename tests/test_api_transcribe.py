@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
-from voice_audio import long_tone, require_tools, silence, speak
+from voice_audio import REPO, long_tone, require_tools, silence, speak
 
 from calmcall.api.app import create_app
 
@@ -154,3 +154,24 @@ def test_openapi_documents_both_bodies(client):
     transcribe = spec["paths"]["/v1/transcribe"]["post"]
     assert "multipart/form-data" in transcribe["requestBody"]["content"]
     assert {"413", "415", "422"} <= set(transcribe["responses"])
+
+
+def test_a_german_recording_gets_its_delivery_remarks_in_german(client, key, tmp_path):
+    """German is an answer language (not a UI one): spoken in German, graded, and the
+    delivery remarks come in German, citing article 001."""
+    german = ("Zuerst würde ich ruhig bleiben und den Kunden ausreden lassen. Dann würde ich mich für die "
+              "Unannehmlichkeiten entschuldigen und erklären, was ich als Nächstes tue.")
+    audio = speak(german, "de", tmp_path / "de.wav").read_bytes()
+    r = client.post("/v1/grade", files={"audio": ("de.wav", audio, "audio/wav")},
+                    data={"question": "q01_angry_call", "lang": "de"}, headers=_auth(key))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["transcript"]["language"] == "de" and "Kunden" in body["transcript"]["text"]
+    delivery = body["delivery"]
+    from calmcall.delivery import delivery_config
+
+    assert delivery["language"] == "de"
+    assert delivery["band"] == delivery_config(REPO / "knowledge")["pace"]["band"]["de"]  # German's own band
+    assert "Aufnahme" in delivery["note"]
+    assert any("Wörter pro Minute" in rm["text"] for rm in delivery["remarks"]), delivery["remarks"]
+    assert all(p["passage"].startswith("001#") for rm in delivery["remarks"] for p in rm["passages"])

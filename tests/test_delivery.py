@@ -11,7 +11,8 @@ from calmcall.delivery import Transcript, TranscriptWord, assess, delivery_confi
 from calmcall.speech import SegmentText, Transcription, Word
 
 KNOWLEDGE = REPO / "knowledge"
-LANGS = ("en", "sv", "hu", "it", "nl")
+LANGS = ("en", "sv", "hu", "it", "nl", "de", "es", "fr")
+TRANSLATED = ("sv", "it", "nl")  # passages translated (hu is the original, en is quote_en)
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +71,32 @@ def test_cited_passages_are_the_articles_delivery_advice(knowledge):
     ("hu", "Hát, izé, meghallgatnám ööö az ügyfelet.", ["hát", "izé", "ööö"]),
     ("it", "Ehm, cioè, ascolterei tipo il cliente.", ["ehm", "cioè"]),
     ("nl", "Eh, nou, ik zou zeg maar, luisteren.", ["eh", "nou", "zeg maar"]),
+    ("de", "Ähm, also, ich würde, äh, zuerst zuhören.", ["ähm", "also", "äh"]),
+    ("de", "Also ich würde halt zuerst, sozusagen, zuhören.", ["sozusagen"]),
+    ("de", "Ich höre zu und erkläre also die Lösung.", []),
+    ("es", "Eh, pues, yo escucharía, o sea, primero.", ["eh", "pues", "o sea"]),
+    ("es", "Este cliente está enfadado, este, mucho.", ["este"]),
+    ("es", "Bueno es escuchar primero a la persona.", []),
+    ("fr", "Euh, du coup, j'écouterais, genre, d'abord.", ["euh", "du coup", "genre"]),
+    ("fr", "Ben, en fait, je resterais, hum, calme.", ["ben", "en fait", "hum"]),
+    ("fr", "Je lui proposerais une bonne solution en fait rapide.", []),
 ])
 def test_fillers_per_language(lang, text, expected):
     words = [Word(start=i * 0.4, end=i * 0.4 + 0.3, text=t) for i, t in enumerate(text.split())]
     assert [f.word for f in find_fillers(words, lang, KNOWLEDGE)] == expected
+
+
+def test_filler_lists_are_the_languages_own():
+    """Each language has hesitations and set-off discourse words of its own; a language's
+    ordinary words (German "also" = "so", Spanish "este" = "this") are never always-fillers."""
+    cfg = delivery_config(KNOWLEDGE)["fillers"]["by_language"]
+    for lang in LANGS:
+        assert cfg[lang]["words"] and cfg[lang]["set_off"], lang
+    assert {"äh", "ähm"} <= set(cfg["de"]["words"]) and "also" not in cfg["de"]["words"]
+    assert "este" in cfg["es"]["set_off"] and "este" not in cfg["es"]["words"]
+    assert {"euh", "hum"} <= set(cfg["fr"]["words"]) and "du coup" in cfg["fr"]["set_off"]
+    # nobody's hesitation is another language's word here: German "eh" (= anyway) is not one
+    assert "eh" not in cfg["de"]["words"]
 
 
 def test_a_discourse_word_between_pauses_counts_without_commas():
@@ -116,11 +139,29 @@ def test_remarks_are_in_the_learners_language_and_cite_the_article(knowledge):
         assert d.language == lang
         for r in d.remarks:
             assert r.passages and all(p.article == "001" for p in r.passages)
-            if lang not in ("en", "hu"):  # the original is Hungarian; en is quote_en
+            if lang in TRANSLATED:
                 assert r.passages[0].translation
-    sv = assess(t, "sv", knowledge, KNOWLEDGE)
-    assert "långsamt" in sv.remarks[0].text
-    assert assess(t, "de", knowledge, KNOWLEDGE).language == "en"  # no German messages: English
+            else:  # no translation of our own: the original and its English
+                assert r.passages[0].quote_en
+    texts = {lang: assess(t, lang, knowledge, KNOWLEDGE).remarks[0].text for lang in LANGS}
+    for lang, word in {"sv": "långsamt", "de": "langsam", "es": "despacio", "fr": "lentement"}.items():
+        assert word in texts[lang], (lang, texts[lang])
+    assert len(set(texts.values())) == len(LANGS)  # no language falls back to another's text
+    assert assess(t, "ja", knowledge, KNOWLEDGE).language == "en"  # no Japanese messages: English
+
+
+@pytest.mark.parametrize("lang", ["de", "es", "fr"])
+def test_german_spanish_and_french_fillers_reach_the_remark(knowledge, lang):
+    """A filler-heavy answer in de/es/fr: the remark is in that language and names them."""
+    filled = {"de": "äh", "es": "eh", "fr": "euh"}[lang]
+    words = _even(40, 130, lang)
+    for i in range(0, 40, 5):
+        words[i].text = filled + ","
+    d = assess(measure(_transcription(words, lang), KNOWLEDGE), lang, knowledge, KNOWLEDGE)
+    remark = next(r for r in d.remarks if r.kind == "fillers_many")
+    assert d.fillers == 8 and f"“{filled}”" in remark.text
+    assert remark.text == delivery_config(KNOWLEDGE)["messages"][lang]["fillers_many"].format(
+        count=8, per_min=d.fillers_per_minute, examples=f"“{filled}”")
 
 
 def test_timeline_covers_the_recording(knowledge):
@@ -150,6 +191,21 @@ def test_fillers_pauses_and_pace_heard_in_real_speech(voice, tmp_path):
     assert len(t.long_pauses) == 1 and 2.3 <= t.long_pauses[0].duration_s <= 3.6, t.long_pauses
 
 
+@pytest.mark.parametrize("lang,text", [
+    ("de", "Äh, also, ich würde, ähm, zuerst ruhig bleiben und, äh, dem Kunden zuhören. Ähm, dann würde ich "
+           "mich entschuldigen."),
+    ("es", "Eh, pues, yo, em, mantendría la calma y, eh, escucharía al cliente. Este, luego pediría disculpas."),
+])
+def test_german_and_spanish_fillers_heard_in_real_speech(voice, tmp_path, lang, text):
+    """The disfluent prompt in the language (knowledge/speech.yaml) makes the recogniser
+    write the hesitations it would otherwise drop; the remark comes in that language."""
+    t = voice.transcribe(speak(text, lang, tmp_path / f"{lang}.wav").read_bytes(), lang)
+    assert len(t.fillers) >= 3, t.text
+    d = voice.delivery(t)
+    remark = next(r for r in d.remarks if r.kind == "fillers_many")
+    assert d.language == lang and {"de": "Füllwörter", "es": "muletillas"}[lang] in remark.text
+
+
 def test_fast_and_slow_speakers_and_a_raised_voice(voice, tmp_path):
     import subprocess
 
@@ -176,3 +232,52 @@ def test_fast_and_slow_speakers_and_a_raised_voice(voice, tmp_path):
     loud = speak("Then I would shout that this is not my fault at all!", "en", tmp_path / "l.wav", amplitude=190)
     shouted = voice.delivery(voice.transcribe(concat(tmp_path / "ql.wav", quiet, loud).read_bytes(), "en"), "it")
     assert shouted.raised_voice and any(r.kind == "raised_voice" and "voce" in r.text for r in shouted.remarks)
+
+
+# -- the page's record button (views/_voice.py) ------------------------------------------------
+def _voice_page():
+    """A page with the record button and a spoken-language choice; the coach records which
+    language it was asked to transcribe in."""
+    import streamlit as st
+
+    from calmcall.delivery import Delivery, Transcript
+    from views._voice import take_recording, voice_input
+
+    class Coach:
+        def transcribe(self, data, lang):
+            st.session_state.setdefault("asked", []).append(lang)
+            return Transcript(text=f"spoken in {lang}", language=lang, duration_s=8.0, words_per_minute=120.0,
+                              fillers=[], long_pauses=[], segments=[], talk_time_s=7.0)
+
+        def delivery(self, transcript, lang):
+            return Delivery(language=lang, words_per_minute=120.0, band=[100, 150], pace="calm", talk_time_s=7.0,
+                            long_pauses=0, fillers=0, fillers_per_minute=0.0, raised_voice=False, remarks=[],
+                            timeline=[], note="")
+
+    ui_lang = st.session_state.get("ui_lang", "en")
+    voice_input(Coach(), ui_lang, target="answer", spoken_languages=("en", "sv", "de", "es", "fr"))
+    if st.session_state.get("record_now"):  # what the record button's callback does with a recording
+        st.session_state["record_now"] = False
+        take_recording(Coach(), b"RIFF-a-recording", ui_lang, "voice", "answer")
+    st.text_area("answer", key="answer")
+
+
+def test_the_learner_picks_the_spoken_language_and_remarks_stay_in_the_ui_language():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_voice_page, default_timeout=30).run()
+    choice = at.selectbox(key="voice_lang")
+    assert choice.value == "en" and choice.options == ["English", "Swedish", "German", "Spanish", "French"]
+    choice.set_value("de").run()
+    at.session_state["record_now"] = True
+    at.run()
+    assert at.session_state["asked"] == ["de"]
+    assert at.text_area(key="answer").value == "spoken in de"
+    assert at.session_state["voice_delivery"]["language"] == "en"  # the UI language
+    # the UI language changes: the choice follows it (Swedish is on the list, Hungarian not)
+    at.session_state["ui_lang"] = "sv"
+    at.run()
+    assert at.selectbox(key="voice_lang").value == "sv"
+    at.session_state["ui_lang"] = "hu"
+    at.run()
+    assert at.selectbox(key="voice_lang").value == "en"

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import unicodedata
+import wave
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,26 @@ def silence(out: Path, seconds: float, rate: int = 22050) -> Path:
 def concat(out: Path, *parts: Path) -> Path:
     sox(*parts, out)
     return out
+
+
+# An English answer to the angry-call question as a learner speaks it into the browser
+# (tests/test_voice_browser.py); the recogniser once looped on the silence after it.
+RECORDED_ANSWER = ("First I would let the caller finish without interrupting. I would stay calm and keep an even "
+                   "tone. I understand how frustrating this must be, and I apologise for the trouble. "
+                   "Then I would offer a refund or a replacement.")
+
+
+def fake_microphone(text: str, lang: str, out: Path, lead_s: float = 0.5, tail_s: float = 4.0,
+                    rate: int = 48000) -> tuple[Path, float]:
+    """A WAV for Chromium's ``--use-file-for-fake-audio-capture``: ``text`` spoken, with
+    ``lead_s`` of silence before and ``tail_s`` after (stopping a recording inside the tail
+    keeps a looping fake microphone from starting the answer again), 16-bit mono at
+    ``rate``. Returns the file and the seconds until the speech ends."""
+    voice = speak(text, lang, out.with_name(out.stem + "-voice.wav"))
+    sox(voice, "-r", rate, "-c", 1, "-b", 16, out, "pad", lead_s, tail_s)
+    with wave.open(str(voice)) as w:
+        spoken = w.getnframes() / w.getframerate()
+    return out, lead_s + spoken
 
 
 def long_tone(out: Path, seconds: float, rate: int = 8000) -> Path:

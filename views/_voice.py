@@ -29,19 +29,26 @@ t = ui.t
 
 
 def _on_record(coach, lang: str, key: str, target: str) -> None:
-    """Runs before the rerun (a widget callback), so it may set the answer box's value."""
+    """Runs before the rerun (a widget callback), so it may set the answer box's value.
+    ``lang`` is the UI language (messages, delivery remarks); the recording is transcribed
+    in the spoken language the learner picked, if the page offers the choice."""
     recording = st.session_state.get(f"{key}_audio")
     st.session_state.pop(f"{key}_error", None)
-    if recording is None:
-        return
-    data = recording.getvalue()
+    if recording is not None:
+        take_recording(coach, recording.getvalue(), lang, key, target)
+
+
+def take_recording(coach, data: bytes, lang: str, key: str = "voice", target: str = "answer") -> None:
+    """A recording's bytes -> its transcript in ``st.session_state[target]`` and the delivery
+    in ``{key}_delivery`` (remarks in ``lang``), or a message in ``{key}_error``."""
+    spoken = st.session_state.get(f"{key}_lang") or lang
     digest = hashlib.sha256(data).hexdigest()
-    if st.session_state.get(f"{key}_digest") == digest:
+    if st.session_state.get(f"{key}_digest") == (digest, spoken):
         return  # the same recording again: keep the learner's edits
     from calmcall.speech import AudioError, SpeechUnavailable
 
     try:
-        transcript = coach.transcribe(data, lang)
+        transcript = coach.transcribe(data, spoken)
         delivery = coach.delivery(transcript, lang)
     except AudioError as exc:
         minutes = int(coach.settings.max_audio_seconds // 60)
@@ -53,17 +60,30 @@ def _on_record(coach, lang: str, key: str, target: str) -> None:
         log.warning("voice input unavailable: %s", exc)
         st.session_state[f"{key}_error"] = t("voice_err_unavailable", lang)
         return
-    st.session_state[f"{key}_digest"] = digest
+    st.session_state[f"{key}_digest"] = (digest, spoken)
     st.session_state[target] = transcript.text
     st.session_state[f"{key}_transcript"] = transcript.model_dump(mode="json")
     st.session_state[f"{key}_delivery"] = delivery.model_dump(mode="json")
 
 
-def voice_input(coach, lang: str, target: str = "answer", key: str = "voice") -> dict | None:
-    """The record button. A new recording is transcribed in ``lang`` (the UI language:
-    the language is always passed) into ``st.session_state[target]``. Returns the latest
-    delivery (a dict) or None."""
+def voice_input(coach, lang: str, target: str = "answer", key: str = "voice",
+                spoken_languages: tuple[str, ...] | None = None) -> dict | None:
+    """The record button. A new recording is transcribed into ``st.session_state[target]``,
+    in ``lang`` (the language is always passed) or, when ``spoken_languages`` is given, in
+    the one the learner picks among them (default ``lang``): a German, Spanish or French
+    speaker on an English page answers in their own language, and the delivery remarks
+    stay in the UI language. Returns the latest delivery (a dict) or None."""
     st.caption(t("voice_hint", lang))
+    if spoken_languages:
+        choice = f"{key}_lang"
+        # follow the UI language until the learner picks another spoken language
+        if st.session_state.get(f"{key}_lang_ui") != lang or st.session_state.get(choice) not in spoken_languages:
+            st.session_state[choice] = lang if lang in spoken_languages else spoken_languages[0]
+            st.session_state[f"{key}_lang_ui"] = lang
+        st.selectbox(t("voice_language", lang), spoken_languages, key=choice,
+                     format_func=lambda code: ui.lang_name(code, lang))
+    else:
+        st.session_state.pop(f"{key}_lang", None)
     st.audio_input(t("voice_record", lang), key=f"{key}_audio", sample_rate=16000,
                    on_change=_on_record, args=(coach, lang, key, target))
     if st.session_state.get(f"{key}_error"):
@@ -93,19 +113,27 @@ def delivery_panel(lang: str, key: str = "voice", knowledge=None) -> None:
     cols[1].metric(t("delivery_pauses", lang), delivery["long_pauses"])
     cols[2].metric(t("delivery_fillers", lang), delivery["fillers"])
     cols[3].metric(t("delivery_talk", lang), round(delivery["talk_time_s"]))
+    # the chart covers the talk, not the silence before and after it (a trailing second of
+    # silence would read as the pace dropping to zero); each bin is drawn at its middle
     points = delivery["timeline"]
+    spoken = [i for i, p in enumerate(points) if p["words_per_minute"] > 0]
+    points = points[spoken[0]:spoken[-1] + 1] if spoken else []
     if len(points) > 1:
+        import altair as alt
         import pandas as pd
 
         seconds = round(points[0]["end"] - points[0]["start"])
-        frame = pd.DataFrame({
-            "s": [p["start"] for p in points],
-            t("delivery_pace", lang): [p["words_per_minute"] for p in points],
-            "min": [lo] * len(points),
-            "max": [hi] * len(points),
-        }).set_index("s")
-        st.caption(t("delivery_chart", lang, seconds=seconds))
-        st.line_chart(frame, height=160)
+        frame = pd.DataFrame({"s": [round((p["start"] + p["end"]) / 2, 1) for p in points],
+                              "wpm": [p["words_per_minute"] for p in points], "lo": lo, "hi": hi})
+        x = alt.X("s:Q", title="s")
+        band = alt.Chart(frame).mark_area(opacity=0.18, color="#2ca02c").encode(
+            x=x, y=alt.Y("lo:Q", title=t("delivery_pace", lang)), y2="hi:Q",
+            tooltip=alt.value(t("delivery_band", lang, lo=lo, hi=hi)))
+        pace = alt.Chart(frame).mark_line(point=True).encode(
+            x=x, y="wpm:Q", tooltip=[alt.Tooltip("s:Q", title="s"),
+                                     alt.Tooltip("wpm:Q", title=t("delivery_pace", lang))])
+        st.caption(t("delivery_chart", lang, seconds=seconds) + " · " + t("delivery_band", lang, lo=lo, hi=hi))
+        st.altair_chart(band + pace, height=200)
     icons = {"good": ":green[:material/check_circle:]", "improve": ":orange[:material/tips_and_updates:]",
              "info": ":gray[:material/info:]"}
     for remark in delivery["remarks"]:

@@ -156,7 +156,7 @@ def page() -> None:
     timer_panel(lang)
 
     # Speak the answer: the transcript lands in the box below, to be corrected before grading
-    voice_input(coach, lang, target="answer")
+    voice_input(coach, lang, target="answer", spoken_languages=coach.speech.languages)
     # No st.form: the text is committed as it is typed, so it survives a page switch.
     st.text_area(t("answer_label", lang), key="answer", height=220, placeholder=t("answer_placeholder", lang))
     st.button(t("submit", lang), type="primary", icon=":material/grading:", key="submit",

@@ -97,16 +97,56 @@ def main() -> None:
     ctx = common.prepare(coach, lang, embedded)
     if not embedded and ctx.learner and ctx.org_id is None:
         st.sidebar.error(t("store_unavailable", lang))
+    common.loading_note(lang)
     nav.run()
 
 
+class ForegroundMiddleware:
+    """Counts every HTTP request in progress (the page, its scripts and styles) as work
+    for a visitor, which the background warm-up lets go first (``calmcall.coach.PageRuns``).
+    WebSockets are not counted: a session's socket stays open; its script runs are."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from calmcall.coach import PAGE_RUNS
+
+        with PAGE_RUNS.drawing():
+            return await self.app(scope, receive, send)
+
+
 if __name__ == "__main__":  # a session's script run
-    main()
+    from views import common as _common
+
+    with _common.drawing():  # the background warm-up waits while a page is drawn
+        main()
 else:  # imported by `streamlit run app.py`: the server
     from views.common import start_warm_up
 
     start_warm_up(server=True)  # models and index load now, in the background, not on the first visitor
-    from calmcall.xapi import start_app_sender
 
-    start_app_sender()  # xAPI statements of attempts made here go to the LRS (calmcall/xapi.py)
-    app = st.App(__file__, middleware=webapp.middleware())
+    def _start_xapi_sender() -> None:
+        """xAPI statements of attempts made here go to the LRS (calmcall/xapi.py). Started
+        once the server answers and no page is being served: importing it (SQLAlchemy)
+        would otherwise hold up the server's start and the first page."""
+        import threading
+
+        def run() -> None:
+            from calmcall.coach import PAGE_RUNS
+            from views.common import wait_for_server
+
+            wait_for_server()
+            PAGE_RUNS.wait_idle()
+            from calmcall.xapi import start_app_sender
+
+            start_app_sender()
+
+        threading.Thread(target=run, name="calmcall-xapi-start", daemon=True).start()
+
+    _start_xapi_sender()
+    from starlette.middleware import Middleware
+
+    app = st.App(__file__, middleware=[Middleware(ForegroundMiddleware), *webapp.middleware()])

@@ -239,7 +239,13 @@ def _load_harms(root: Path, none: dict[str, list[str]]):
 
 def phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
     """Every phrasing to embed: step/anti-pattern examples, step titles and model-answer
-    sentences, all languages."""
+    sentences, all languages (built once per loaded catalogue)."""
+    from .index import memoized_docs
+
+    return memoized_docs(catalogue, "phrasings", lambda: _phrasing_docs(catalogue))
+
+
+def _phrasing_docs(catalogue: Catalogue) -> dict[str, tuple[str, dict]]:
     docs: dict[str, tuple[str, dict]] = {}
 
     def add(kind: str, item_id: str, lang: str, n: int, text: str) -> None:
@@ -348,7 +354,7 @@ class StepBridge:
         self.index = VectorIndex(
             settings,
             embedder,
-            phrasing_docs(catalogue),
+            lambda: phrasing_docs(catalogue),  # built when needed (the grader's matcher reads them)
             catalogue.fingerprint,
             name=f"{settings.collection}_catalogue",
             side="query",
@@ -396,14 +402,21 @@ class StepBridge:
         return probs[:, self.harm_probe.classes.index("harm")] if "harm" in self.harm_probe.classes \
             else np.zeros(len(probs))
 
+    @cached_property
+    def _probe_rows(self):
+        """The phrasing rows in id order (the same rows in the same order everywhere), as
+        one matrix, and the hash of its bytes: what every probe is fitted from."""
+        order = np.argsort(np.array(self.ids))
+        matrix = np.ascontiguousarray(self.matrix[order])
+        return order, matrix, hashlib.sha256(matrix.tobytes())
+
     def _fitted(self, name: str, label, balanced: bool) -> Probe:
         from importlib.metadata import version  # not `import sklearn`: ~1.4 s, only needed to fit
 
         sklearn_version = version("scikit-learn")
-        order = np.argsort(np.array(self.ids))  # the same rows in the same order everywhere
-        matrix = np.ascontiguousarray(self.matrix[order])
+        order, matrix, matrix_hash = self._probe_rows
         labels = [label(i) for i in order]
-        h = hashlib.sha256(matrix.tobytes())
+        h = matrix_hash.copy()  # = sha256(matrix bytes), hashed once for both probes
         h.update("|".join(labels).encode())
         h.update(f"{PROBE_VERSION}|{PROBE_C}|{balanced}|{sklearn_version}".encode())
         path = Path(self.settings.data_dir) / "probe" / f"{name}-{h.hexdigest()[:16]}.npz"

@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = ksub.add_parser("list")
     p.set_defaults(func=cmd_keys)
 
-    p = sub.add_parser("scorm", help="SCORM 1.2 packages for an LMS, and their credentials")
+    p = sub.add_parser("scorm", help="SCORM 1.2 / 2004 packages for an LMS, and their credentials")
     ssub = p.add_subparsers(dest="scorm_command", required=True)
     k = ssub.add_parser("export", help="write a SCORM 1.2 package (zip) for an organisation")
     k.add_argument("--org", required=True)
@@ -408,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--lang", help="launch page and coach language (en, sv, hu, it, nl)")
     k.add_argument("--lms-origin", action="append", default=[],
                    help="only this LMS origin may launch it (repeatable; default any)")
+    k.add_argument("--version", choices=["1.2", "2004"], default="1.2",
+                   help="SCORM 1.2 (default) or SCORM 2004 4th edition")
     k.add_argument("--json", action="store_true")
     k = ssub.add_parser("credentials", help="list package credentials")
     k.add_argument("--org")

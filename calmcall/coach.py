@@ -101,7 +101,11 @@ class Coach:
         deps = self.embedder, self.catalogue, self.bridge, self.retriever
         question_vectors = self.question_vectors
         with self._lock:
-            return Grader(self.settings, *deps, question_vectors=question_vectors)
+            grader = Grader(self.settings, *deps, question_vectors=question_vectors)
+        from .knowledge import YAML_CACHE
+
+        YAML_CACHE.flush()  # the feedback templates, parsed once
+        return grader
 
     @cached_property
     def answerer(self):
@@ -127,10 +131,10 @@ class Coach:
 
         s, k = self.settings, self.knowledge
         store = ChromaStore(s)
-        for name, docs, fingerprint in (
-            (s.collection, vector_docs(k), k.fingerprint),
-            (f"{s.collection}_queries", query_docs(k), k.fingerprint),
-            (f"{s.collection}_catalogue", phrasing_docs(self.catalogue), self.catalogue.fingerprint),
+        for name, docs, fingerprint in (  # the documents are built only if a snapshot is missing
+            (s.collection, lambda: vector_docs(k), k.fingerprint),
+            (f"{s.collection}_queries", lambda: query_docs(k), k.fingerprint),
+            (f"{s.collection}_catalogue", lambda: phrasing_docs(self.catalogue), self.catalogue.fingerprint),
         ):
             reason = VectorIndex(s, self.embedder, docs, fingerprint, name=name, client=store).staleness()
             if reason:
@@ -146,16 +150,38 @@ class Coach:
             if isinstance(attr, cached_property) and name.endswith("probe"):
                 getattr(bridge, name)
 
-    def warm(self) -> None:
-        """Load everything now (server start-up), so the first request is fast."""
+    def warm(self, pause=None) -> None:
+        """Load everything now (server start-up), so the first request is fast.
+
+        ``pause``: called before each step (the app's warm-up lets a page being drawn go
+        first: see ``PageRuns``). Nothing is held while it waits, so a request that needs a
+        part meanwhile simply builds it itself."""
         from .language import warm
 
-        _ = self.retriever, self.grader, self.answerer
-        self.retriever.warm()  # bm25, scope references, Chroma opened
-        self.load_probes()
-        # last: building lingua's models holds the interpreter for ~1.5 s, and a page being
-        # drawn meanwhile (the app's warm-up runs beside the server) would stand still
-        warm()
+        def steps():
+            yield from (lambda: self.embedder, lambda: self.catalogue, lambda: self.bridge,
+                        lambda: self.retriever, lambda: self.question_vectors, lambda: self.grader,
+                        lambda: self.answerer)
+            yield from self.retriever.warm_steps()  # bm25, scope references, Chroma opened
+            yield self.load_probes
+            # last: building lingua's models holds the interpreter for ~1.5 s (the Rust build
+            # does not release the GIL), and a page being drawn meanwhile would stand still
+            yield warm
+
+        import logging
+        import time
+
+        log = logging.getLogger(__name__)
+        for n, step in enumerate(steps()):
+            if pause is not None:
+                t0 = time.perf_counter()
+                pause()
+                waited = time.perf_counter() - t0
+                if waited > 0.01:
+                    log.info("warm-up step %d waited %.2f s for a page run", n, waited)
+            t0 = time.perf_counter()
+            step()
+            log.info("warm-up step %d took %.2f s", n, time.perf_counter() - t0)
 
     def search(self, question: str, k: int = 5):
         return self.retriever.search(question, k=k)
@@ -225,6 +251,65 @@ def seed_shipped_probes(settings: Settings) -> int:
     return copied
 
 
+class PageRuns:
+    """What the app is doing for a visitor right now: page script runs and HTTP requests
+    (the page's own assets) in progress. The warm-up runs beside them in the same
+    interpreter, and with two threads that both want the GIL a page takes about twice as
+    long to arrive and draw (and stands still while lingua's models are built): so each
+    warm-up step first waits until nothing is in progress and has not been for ``quiet``
+    s (at most ``max_wait`` s, so that a busy server still warms up). A page that needs a
+    model meanwhile loads it itself."""
+
+    def __init__(self, max_wait: float = 5.0, quiet: float = 0.5) -> None:
+        self.max_wait, self.quiet = max_wait, quiet
+        self._active = 0
+        self._last = 0.0  # monotonic time the last run or request ended
+        self._cond = threading.Condition()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def drawing(self):
+        """``with PAGE_RUNS.drawing(): …`` around one page script run."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def run():
+            with self._cond:
+                self._active += 1
+            try:
+                yield
+            finally:
+                import time
+
+                with self._cond:
+                    self._active -= 1
+                    self._last = time.monotonic()
+                    self._cond.notify_all()
+
+        return run()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Until nothing has been in progress for ``quiet`` s (True) or ``timeout``
+        (default ``max_wait``) passed (False)."""
+        import time
+
+        deadline = time.monotonic() + (self.max_wait if timeout is None else timeout)
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                calm = self.quiet - (now - self._last)
+                if self._active == 0 and calm <= 0:
+                    return True
+                if now >= deadline:
+                    return False
+                self._cond.wait(min(deadline - now, calm if self._active == 0 else deadline - now))
+
+
+PAGE_RUNS = PageRuns()
+
+
 class WarmUp:
     """A Coach loading in a background thread from server start-up, so that the first
     visitor does not pay for it. ``phase`` says truthfully what it is doing: "loading"
@@ -234,13 +319,16 @@ class WarmUp:
     Pages can draw as soon as the Coach is *usable* (knowledge and catalogue read, the
     ``first`` steps done: well under a second); the models, the index and the ``extra``
     steps keep loading behind it, and a call that needs them before they are there waits
-    for them. When the index must be built, nothing is usable until it is."""
+    for them (or builds them itself). ``pause`` is called before each loading step once
+    pages can draw (``PageRuns.wait_idle``: a page being served goes first). When the index
+    must be built, nothing is usable until it is."""
 
-    def __init__(self, settings: Settings, extra=(), first=(), settle=None):
+    def __init__(self, settings: Settings, extra=(), first=(), settle=None, pause=None, then=()):
         import time
 
         self.settings = settings
-        self.extra, self.first, self.settle = tuple(extra), tuple(first), settle
+        self.extra, self.first, self.settle, self.pause = tuple(extra), tuple(first), settle, pause
+        self.then = tuple(then)
         self.phase = "starting"
         self.detail = ""
         self.coach: Coach | None = None
@@ -270,8 +358,16 @@ class WarmUp:
                 self._usable.set()
             if self.settle is not None:
                 self.settle()  # e.g. let the web server finish starting first
-            coach.warm()
+            # Pages waiting for an index being built wait for all of it: nothing to yield to
+            pause = self.pause if self.phase == "loading" else None
+            for fn in self.then:
+                if pause is not None:
+                    pause()
+                fn(coach)
+            coach.warm(pause=pause)
             for fn in self.extra:
+                if pause is not None:
+                    pause()
                 fn(coach)
             self.phase = "ready"
         except BaseException as exc:  # noqa: BLE001 - reported to whoever waits
@@ -319,18 +415,23 @@ _WARM_UPS: dict[str, WarmUp] = {}
 _WARM_LOCK = threading.Lock()
 
 
-def start_warm_up(settings: Settings | None = None, extra=(), first=(), settle=None) -> WarmUp:
+def start_warm_up(settings: Settings | None = None, extra=(), first=(), settle=None, pause=None,
+                  then=()) -> WarmUp:
     """The process's warm-up for these settings, started now if it is not running (or
     failed before: then it is tried again). ``first``: steps (called with the Coach) that
     pages need before they can draw, e.g. opening the attempts store; ``extra``: more
     warm-up steps once everything is loaded (the app grades a few samples so that their
     one-off costs are paid at start-up); ``settle``: called once before the models load (the
     app waits for its server to answer, so that loading does not hold up the server's own
-    start). Safe to call from every script run and thread."""
+    start); ``then``: steps (called with the Coach) once settled, before the models load
+    (the app opens the attempts store there: a page draws without it, and one that needs it
+    first opens it itself); ``pause``: called before each loading step (the app waits while
+    a page is being drawn, ``PAGE_RUNS.wait_idle``). Safe to call from every script run and
+    thread."""
     settings = settings or get_settings()
     key = settings.model_dump_json()
     with _WARM_LOCK:
         warm = _WARM_UPS.get(key)
         if warm is None or (warm.done and warm.error is not None):
-            warm = _WARM_UPS[key] = WarmUp(settings, extra, first, settle)
+            warm = _WARM_UPS[key] = WarmUp(settings, extra, first, settle, pause, then)
         return warm

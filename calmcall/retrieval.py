@@ -92,7 +92,7 @@ class Retriever:
         self.index = VectorIndex(
             self.settings,
             self.embedder,
-            vector_docs(self.knowledge),
+            lambda: vector_docs(self.knowledge),  # built only if the index must be built
             self.knowledge.fingerprint,
             client=bridge.index.store if bridge is not None else None,  # one lazily opened client
             cache=cache,
@@ -101,7 +101,7 @@ class Retriever:
         self.queries = VectorIndex(
             self.settings,
             self.embedder,
-            query_docs(self.knowledge),
+            lambda: query_docs(self.knowledge),
             self.knowledge.fingerprint,
             name=f"{self.settings.collection}_queries",
             side="query",
@@ -140,11 +140,14 @@ class Retriever:
                     self._scope = self._scope_references()
         return self._scope
 
+    def warm_steps(self) -> tuple:
+        """What search builds on first use, and opening Chroma, as separate steps."""
+        return (lambda: self.lexical, self._scope_refs, self.index.open, self.queries.open)
+
     def warm(self) -> None:
         """Build what search builds on first use, and open Chroma (server start-up)."""
-        _ = self.lexical, self._scope_refs()
-        self.index.open()
-        self.queries.open()
+        for step in self.warm_steps():
+            step()
 
     # -- calibration ----------------------------------------------------------
     def _load_calibration(self) -> dict[str, Calibration]:

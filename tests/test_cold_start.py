@@ -251,3 +251,103 @@ def test_a_fresh_checkout_embeds_nothing_and_fits_no_probe(tmp_path):
     shipped = {f.name for f in (REPO / "knowledge" / "vectors").glob("probe-*.npz")}
     used = {f.name for f in (tmp_path / "probe").glob("probe-*.npz")}
     assert used == shipped, f"a probe had to be fitted: {hint}"
+
+
+# -- what a command does (and does not do) -----------------------------------------------
+COUNTS = """
+import atexit, collections, json, runpy, sys, traceback
+import yaml
+from calmcall import embeddings
+
+calls = collections.Counter()
+pure = set()
+_embed = embeddings.Embedder.embed
+def embed(self, texts, is_query=False):
+    calls["embedded_texts"] += len(texts)
+    return _embed(self, texts, is_query)
+embeddings.Embedder.embed = embed
+_init = yaml.SafeLoader.__init__
+def init(self, stream):  # the pure-Python loader: who asks for it
+    caller = [f.filename for f in traceback.extract_stack()[:-1] if "/yaml/" not in f.filename][-1]
+    pure.add(caller.rsplit("/", 1)[-1])
+    _init(self, stream)
+yaml.SafeLoader.__init__ = init
+def report():
+    sys.stderr.write("COUNTS " + json.dumps({**calls, "pure_yaml": sorted(pure)}) + "\\n")
+atexit.register(report)
+sys.argv = ["calmcall"] + sys.argv[1:]
+runpy.run_module("calmcall", run_name="__main__")
+"""
+
+
+def _counts(settings, *args, stdin: bytes | None = None) -> dict:
+    import os
+
+    env = {**os.environ, "CALMCALL_DATA_DIR": str(settings.data_dir)}
+    r = subprocess.run([sys.executable, "-c", COUNTS, *args], input=stdin, capture_output=True, cwd=REPO,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    line = [x for x in r.stderr.decode().splitlines() if x.startswith("COUNTS ")][-1]
+    return json.loads(line.removeprefix("COUNTS "))
+
+
+def test_libyaml_parses_the_knowledge():
+    import yaml
+
+    from calmcall.knowledge import YAML_LOADER
+
+    assert YAML_LOADER is yaml.CSafeLoader, "libyaml is part of the install: the pure loader is ~12x slower"
+
+
+def test_a_no_op_index_embeds_nothing_and_a_grade_embeds_only_the_answer(coach, settings):
+    coach.load_probes()
+    nothing = _counts(settings, "index")
+    assert nothing.get("embedded_texts", 0) == 0, nothing
+    answer = json.loads((REPO / "eval" / "grading.jsonl").read_text().splitlines()[0])["answer"]
+    graded = _counts(settings, "grade", "--json", stdin=answer.encode())
+    units = len(coach.grader.matcher.parse(answer).units)
+    assert 0 < graded["embedded_texts"] <= units, graded  # (some of) the answer's units, no knowledge text
+    # pure-Python YAML only where a file outside this cold-start work still asks for it
+    # (calmcall/policy.py: knowledge/grading_policy.yaml, 1 KB)
+    assert set(graded["pure_yaml"]) <= {"policy.py"}, graded
+    assert nothing["pure_yaml"] == [], nothing
+
+
+def test_warm_up_steps_wait_while_a_page_is_drawn(settings):
+    import time
+
+    from calmcall.coach import PageRuns, WarmUp
+
+    runs = PageRuns(max_wait=60, quiet=0.05)
+    with runs.drawing():
+        warm = WarmUp(settings, pause=runs.wait_idle)
+        coach = warm.wait_usable(timeout=120)  # pages draw from knowledge + catalogue
+        assert coach.catalogue.questions
+        time.sleep(0.3)
+        assert not warm.done and "grader" not in vars(coach), "a model loaded while the page was drawn"
+    assert warm.wait(timeout=600) is coach and warm.phase == "ready"
+    assert "grader" in vars(coach) and "retriever" in vars(coach)
+
+
+def test_page_runs_wait_for_quiet_and_give_up_after_max_wait():
+    import threading
+    import time
+
+    from calmcall.coach import PageRuns
+
+    runs = PageRuns(max_wait=0.3, quiet=0.5)
+    assert runs.wait_idle()  # nothing ever happened
+    with runs.drawing():
+        t0 = time.monotonic()
+        assert not runs.wait_idle()  # still drawing: waited max_wait, then gave up
+        assert time.monotonic() - t0 >= 0.29
+    ended = time.monotonic()
+    assert runs.wait_idle(timeout=5)
+    assert time.monotonic() - ended >= 0.45, "did not wait for the quiet period after a page"
+    # a waiting step is woken when the page ends, not only at its timeout
+    woke = threading.Event()
+    with runs.drawing():
+        threading.Thread(target=lambda: runs.wait_idle(timeout=30) and woke.set(), daemon=True).start()
+        time.sleep(0.1)
+        assert not woke.is_set()
+    assert woke.wait(5)

@@ -15,7 +15,9 @@ import streamlit as st
 
 from calmcall import ui
 from calmcall.config import get_settings
-from calmcall.storage import LOCAL_ORG, StoreUnavailable
+
+# calmcall.storage (SQLAlchemy, ~0.5 s) is imported where it is used: the server imports
+# this module before it answers its first request, and the warm-up opens the store anyway
 
 log = logging.getLogger("calmcall.app")
 t = ui.t
@@ -30,6 +32,8 @@ WARM_UP = (
 
 def open_store(coach) -> None:
     """Migrate the attempts store now; if the database is down, pages say so when they need it."""
+    from calmcall.storage import StoreUnavailable
+
     try:
         _ = coach.store
     except StoreUnavailable as exc:
@@ -38,9 +42,13 @@ def open_store(coach) -> None:
 
 def warm_samples(coach) -> None:
     """The first few calls pay one-off costs; let start-up pay them."""
-    for sample in WARM_UP:
-        coach.grade(sample)
-    coach.ask(WARM_UP[0])
+    for step in warm_sample_steps():
+        step(coach)
+
+
+def warm_sample_steps() -> tuple:
+    """``warm_samples`` as separate warm-up steps (a page being drawn goes first between them)."""
+    return (*(lambda coach, s=sample: coach.grade(s) for sample in WARM_UP), lambda coach: coach.ask(WARM_UP[0]))
 
 
 def wait_for_server(timeout: float = 10.0) -> None:
@@ -69,10 +77,28 @@ def start_warm_up(server: bool = False):
     (``server=True``: models and index load as soon as the server is up, not on the first
     visitor) and on every run (one warm-up per process and settings; a failed one is tried
     again)."""
+    from calmcall.coach import PAGE_RUNS
     from calmcall.coach import start_warm_up as start
 
-    return start(get_settings(), extra=(warm_samples,), first=(open_store,),
-                 settle=wait_for_server if server else None)
+    # The first page needs knowledge and catalogue only; the attempts store (SQLAlchemy,
+    # Alembic: ~0.5 s) opens right after it, before the models
+    return start(get_settings(), extra=warm_sample_steps(), then=(open_store,),
+                 settle=wait_for_server if server else None, pause=PAGE_RUNS.wait_idle)
+
+
+def drawing():
+    """``with common.drawing(): …`` around a page script run: the warm-up waits meanwhile."""
+    from calmcall.coach import PAGE_RUNS
+
+    return PAGE_RUNS.drawing()
+
+
+def loading_note(lang: str) -> None:
+    """Say what is still loading when the page is drawn before the models are (the first
+    grade or answer then waits for them, or loads them itself)."""
+    warm = start_warm_up()
+    if not warm.done:
+        st.caption(":material/hourglass_top: " + t("loading_models", lang))
 
 
 def load_coach(settings_key: str = ""):
@@ -125,6 +151,8 @@ class PageContext:
 def local_org_id(coach) -> int | None:
     """The organisation of stand-alone learners (None while the store is down)."""
     if st.session_state.get("org_id") is None:
+        from calmcall.storage import LOCAL_ORG, StoreUnavailable
+
         try:
             st.session_state.org_id = coach.store.organisation(LOCAL_ORG).id
         except StoreUnavailable:
@@ -179,6 +207,8 @@ def embed_binding(coach, token: str, lang: str) -> dict:
         return cached
     if not token:
         stop_with_error(t("embed_missing_token", lang), embed=True)
+    from calmcall.storage import StoreUnavailable
+
     error, detail = None, ""
     try:
         from calmcall.api.tokens import TokenError, verify_token

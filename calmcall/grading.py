@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from .matcher import Match, StepMatcher
 from .models import GradeReport
 from .originality import CopyDetector
 from .policy import ScoringPolicy, Status
+from .text import words
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,9 @@ class Grader:
         self.policy = ScoringPolicy.load(settings.knowledge_dir, embedder.manifest_id, bridge)
         self.matcher = StepMatcher(embedder, catalogue, bridge, self.policy,
                                    cache_size=settings.grade_cache_size, max_chars=settings.max_answer_chars)
-        self.copies = CopyDetector(self.knowledge, catalogue, self.policy.copy_ngram)
+        self.copies = CopyDetector(self.knowledge, catalogue, self.policy.copy_ngram, embedder, self.policy,
+                                   read_dirs=[Path(settings.knowledge_dir) / "vectors"],
+                                   write_dir=Path(settings.data_dir) / "copy")
         self.composer = FeedbackComposer(settings, catalogue, self.knowledge)
         self._question_vectors = question_vectors
         self.probe = self.matcher.probe
@@ -149,12 +153,21 @@ class Grader:
         flags["sarcasm"] = len(parsed.sarcastic) / n_sent >= p.sarcasm_share
         flags["repetitive"] = parsed.n_sentences >= 4 and parsed.repeated / parsed.n_sentences >= p.repetitive_share
         copied = self.copies.check(parsed.graded_text)
-        flags["copied"] = parsed.n_words >= p.copy_min_words and copied.share >= p.copy_share
+        if match.vectors is not None and parsed.n_words >= p.copy_min_words:
+            sent = [i for i, u in enumerate(us) if u.text == u.sentence and len(words(u.text)) >= p.copy_sentence_words]
+            if len(sent) >= p.copy_min_sentences:
+                vecs = match.vectors[sent]
+                self.copies.translated(vecs, [len(words(us[i].text)) for i in sent], copied,
+                                       self.bridge.similarities(vecs).max(axis=1), parsed.language)
+        translated = copied.translated_sentences >= p.copy_min_sentences \
+            and copied.translated_share >= p.copy_translated_share
+        flags["copied"] = parsed.n_words >= p.copy_min_words and (copied.share >= p.copy_share or translated)
+        sources = copied.sources if copied.share >= p.copy_share else copied.translated_sources
 
         extra = sum(1 for sid, s in statuses.items() if s == "covered" and sid not in q.expected)
         raw = p.coverage([statuses[s] for s in q.required], [statuses[s] for s in q.bonus], extra)
         score = p.score(raw, flags, len(antis))
-        return Scored(q, match, statuses, denied, flags, raw, score, copied.sources if flags["copied"] else [])
+        return Scored(q, match, statuses, denied, flags, raw, score, sources if flags["copied"] else [])
 
 
 __all__ = ["Grader", "Scored", "Verdicts", "DEFAULT_QUESTION", "SUPPORTED"]

@@ -47,6 +47,7 @@ class Evidence:
 class Match:
     parsed: ParsedAnswer
     evidence: list[Evidence] = field(default_factory=list)
+    vectors: np.ndarray | None = None  # one per unit (the copy check reuses the sentences')
 
     def best(self, kind: Kind, polarity: Polarity = "affirmed") -> dict[str, Evidence]:
         """Per item, the strongest evidence of that kind and polarity."""
@@ -81,9 +82,12 @@ class StepMatcher:
             h.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in h.cues.items()}
             for h in catalogue.harms.values()
         }
-        self._harm_words = {h.id: h.words for h in catalogue.harms.values() if h.words}
+        self._harm_words = {h.id: {lang: [" ".join(words(c)) for c in cues] for lang, cues in h.words.items()}
+                            for h in catalogue.harms.values() if h.words}
         self._reported = catalogue.tone.reported_speech
-        self._calm_down = catalogue.tone.calm_down_orders
+        # as cues are matched: lowercase words between spaces ("bitte ihn, sich zu…")
+        self._calm_down = {lang: [" ".join(words(c)) for c in cues]
+                           for lang, cues in catalogue.tone.calm_down_orders.items()}
         # a step's name in scare quotes ("I 'listen'") is mockery, not the step
         self._step_words = tuple(sorted({
             w for s in catalogue.steps.values() for cues in [*s.cues.values(), *[[t] for t in s.title.values()]]
@@ -168,6 +172,7 @@ class StepMatcher:
             return result
         p = self.policy
         vecs = self.embed_units(us)
+        result.vectors = vecs
         sims = self.bridge.similarities(vecs)
         probs_all = self.probe.probabilities(vecs)
         step_probs = self.probe.kind_probabilities(vecs, "step", probs_all)
@@ -206,7 +211,9 @@ class StepMatcher:
                 if not mentions_in(sent, self._reported.get(lang, []) + self._reported.get("en", [])):
                     cued += [hid for hid in self._harm_words if hid not in cued
                              and self._cue_hit(hid, low, lang, self._harm_words)]
-                if hs and (cued or (prob >= p.harm_prob and max(hs.values()) >= p.harm_sim)):
+                near = max(hs.values(), default=-1.0)
+                if hs and (cued or (prob >= p.harm_prob and near >= p.harm_sim
+                                    and near >= max(raw_steps.values(), default=-1.0) + p.harm_margin)):
                     # which harm: a cue's, else the many-class probe's choice among harms
                     hid = cued[0] if cued else max(harm_probs[ui], key=lambda h: (harm_probs[ui][h], hs.get(h, 0)))
                     add(Evidence("harm", hid, ui, u.sentence, "affirmed", round(prob, 4), "cue" if cued else "probe"))

@@ -45,6 +45,7 @@ class ScoringPolicy:
     harm_cue_prob: float = 0.15
     harm_prob: float = 0.5
     harm_sim: float = 0.9
+    harm_margin: float = -1.0  # and the nearest harm phrasing this much nearer than any step's
     # credit and score
     credit_covered: float = 1.0
     credit_partly: float = 0.4
@@ -61,6 +62,14 @@ class ScoringPolicy:
     copy_ngram: int = 4
     copy_share: float = 0.5
     copy_min_words: int = 15
+    # translated copies: sentences (of >= copy_sentence_words words) within copy_sim of a
+    # source sentence and copy_margin closer to it than to any phrasing; copied when
+    # >= copy_min_sentences of them hold >= copy_translated_share of the answer's words
+    copy_sim: float = 0.915
+    copy_margin: float = 0.0
+    copy_min_sentences: int = 3
+    copy_sentence_words: int = 5
+    copy_translated_share: float = 0.3
     sarcasm_share: float = 0.34  # sentences in a sarcastic tone from which the answer is sarcasm
     repetitive_share: float = 0.5  # repeated sentences from which padding is flagged
     # raw coverage -> a coach's 0-100: piecewise-linear knots [[raw, score], ...]

@@ -264,6 +264,13 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
                 kept.append(Unit(ptext, sentence, i, negated=negated, others=is_others(ptext, lang), kind=kind))
         whole_neg = is_negated(body, lang)
         group = [Unit(sentence, sentence, i, negated=whole_neg, others=is_others(body, lang))]
+        if not heading and len(kept) == 1 and len(pieces) > 1 and all(len(pt.split()) == 1 for pt, _, _ in pieces
+                                                                    if pt != kept[0].text):
+            # "First, I would let the caller finish": the sentence is its one clause; a lone
+            # "First," / "Then," carries nothing, and the sentence read whole with it can
+            # land nearer an anti-pattern ("finish" ~ ending the call) than the clause does
+            group = [Unit(kept[0].text, sentence, i, negated=kept[0].negated, others=kept[0].others)]
+            pieces = pieces[:1]
         if heading:
             group.append(Unit(heading, sentence, i, heading=True, kind="clause"))
         if len(pieces) > 1 or heading:

@@ -72,7 +72,10 @@ def run(grader, rows):
     rho = float(spearmanr(scores, [r["grade"] for r in rows]).statistic)
     low = [(r["id"], s.score) for s, r in zip(scored, rows) if r["grade"] <= 10]
     over = [x for x in low if x[1] > 20]
-    return {"spearman": rho, "f1": f1, "low_max": max((x[1] for x in low), default=0), "low_over": over}, scored
+    # a good answer accused of harm is as bad an error as harm let through (it is capped at 10)
+    false_harm = [r["id"] for s, r in zip(scored, rows) if s.flags.get("harm") and not r.get("harm")]
+    return {"spearman": rho, "f1": f1, "low_max": max((x[1] for x in low), default=0), "low_over": over,
+            "false_harm": false_harm}, scored
 
 
 def fit_curve(scored, rows) -> list[list[float]]:
@@ -95,6 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--quick", action="store_true", help="keep the thresholds, fit only the curve")
+    parser.add_argument("--harm-only", action="store_true", help="keep the step thresholds, fit harm and the curve")
     args = parser.parse_args()
     fit, held = rows_of("fit"), rows_of("held-out")
     coach = Coach()
@@ -109,7 +113,7 @@ def main() -> int:
     coach.embedder.query = lambda texts: cached(tuple(texts))
     policy.curve = [[0.0, 0.0], [100.0, 100.0]]
     best = None
-    grid = [(policy.covered, policy.covered - policy.partly, policy.margin, policy.anti)] if args.quick else \
+    grid = [(policy.covered, policy.covered - policy.partly, policy.margin, policy.anti)] if args.quick or args.harm_only else \
         itertools.product(np.arange(0.9, 0.921, 0.005), [0.006, 0.012, 0.02], [0.005], [0.9, 0.91])
     for covered, gap, margin, anti in grid:
         policy.covered, policy.partly, policy.margin, policy.anti = float(covered), float(covered - gap), float(margin), float(anti)
@@ -123,17 +127,22 @@ def main() -> int:
     policy.covered, policy.partly, policy.margin, policy.anti = best[1]
     # stage 2: harm detection (the probe's confidence and the nearest harm phrasing)
     best_h = None
-    for harm_prob, harm_sim, cue_prob in ([(policy.harm_prob, policy.harm_sim, policy.harm_cue_prob)] if args.quick else
-                                          itertools.product([0.9, 0.95, 0.98, 1.01], [0.88, 0.9], [0.1])):
-        policy.harm_prob, policy.harm_sim, policy.harm_cue_prob = harm_prob, harm_sim, cue_prob
+    # harm_margin: the nearest harm phrasing must beat the nearest step phrasing by this much
+    # (-1: not required), which lets a less certain probe count without flagging good answers
+    for harm_prob, harm_sim, cue_prob, harm_margin in (
+            [(policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin)] if args.quick else
+            itertools.product([0.8, 0.9, 0.95, 0.98], [0.9], [0.1], [-1.0, 0.0, 0.01, 0.02])):
+        policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin = harm_prob, harm_sim, cue_prob, harm_margin
         m, _ = run(grader, fit)
-        objective = m["f1"] + m["spearman"] - 0.05 * len(m["low_over"])
+        objective = m["f1"] + m["spearman"] - 0.05 * (len(m["low_over"]) + len(m["false_harm"]))
+        print(f"  harm prob {harm_prob} margin {harm_margin}: Spearman {m['spearman']:.3f} F1 {m['f1']:.3f} "
+              f"over 20: {len(m['low_over'])} false harm: {len(m['false_harm'])}", flush=True)
         if best_h is None or objective > best_h[0]:
-            best_h = (objective, (harm_prob, harm_sim, cue_prob))
-    policy.harm_prob, policy.harm_sim, policy.harm_cue_prob = best_h[1]
+            best_h = (objective, (harm_prob, harm_sim, cue_prob, harm_margin))
+    policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin = best_h[1]
     # stage 3: how much documented steps beyond the question's own add (a richer answer)
     best_x = None
-    for extra in ([policy.extra_weight] if args.quick else [0.0, 4.0, 8.0]):
+    for extra in ([policy.extra_weight] if args.quick or args.harm_only else [0.0, 4.0, 8.0]):
         policy.extra_weight = extra
         m, _ = run(grader, fit)
         if best_x is None or m["spearman"] > best_x[0]:
@@ -144,7 +153,8 @@ def main() -> int:
     m_fit, _ = run(grader, fit)
     m_held, _ = run(grader, held)
     print(f"thresholds covered {policy.covered:.3f} partly {policy.partly:.3f} margin {policy.margin:.3f} "
-          f"anti {policy.anti:.3f}; harm prob {policy.harm_prob} sim {policy.harm_sim} cue prob {policy.harm_cue_prob}")
+          f"anti {policy.anti:.3f}; harm prob {policy.harm_prob} sim {policy.harm_sim} cue prob {policy.harm_cue_prob} "
+          f"margin {policy.harm_margin}")
     print(f"curve {policy.curve}")
     for name, m in (("fit", m_fit), ("held-out", m_held)):
         print(f"{name:9} Spearman {m['spearman']:.3f}  step F1 {m['f1']:.3f}  max score of a <=10 answer {m['low_max']}"
@@ -155,6 +165,7 @@ def main() -> int:
         entry = {"covered": round(policy.covered, 4), "partly": round(policy.partly, 4),
                  "margin": round(policy.margin, 4), "anti": round(policy.anti, 4),
                  "harm_prob": policy.harm_prob, "harm_sim": policy.harm_sim, "harm_cue_prob": policy.harm_cue_prob,
+                 "harm_margin": policy.harm_margin,
                  "extra_weight": policy.extra_weight,
                  "curve": policy.curve}
         data.setdefault("embedders", {})[coach.embedder.manifest_id] = {

@@ -167,7 +167,24 @@ def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev
         m["halves"] = halves
         out[name] = m
     print(f"grade latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, p95 {np.percentile(lat, 95) * 1000:.0f} ms")
+    out["copies"] = eval_copies(coach)
     return out
+
+
+def eval_copies(coach: Coach) -> dict:
+    """Translated copies (de/es/fr translations of the articles vs own-words answers of the
+    same steps and length; eval/grading_copies.jsonl, dev: the copy check was set on it)."""
+    rows = load("grading_copies.jsonl") if (HERE / "grading_copies.jsonl").exists() else []
+    if not rows:
+        return {}
+    flagged = [coach.grade(r["answer"], r["question"]).flags["copied"] for r in rows]
+    gold = [bool(r["copied"]) for r in rows]
+    tp = sum(f and g for f, g in zip(flagged, gold))
+    recall = tp / max(sum(gold), 1)
+    false = sum(f and not g for f, g in zip(flagged, gold))
+    print(f"-- copies: grading_copies.jsonl (translations vs own words, dev)  recall {recall:.2f} "
+          f"({tp}/{sum(gold)})  own-words answers flagged {false}/{len(gold) - sum(gold)}")
+    return {"recall": recall, "false_flags": false}
 
 
 def eval_ask(coach: Coach) -> dict:
@@ -207,6 +224,11 @@ def main() -> int:
     if args.what in ("grading", "all"):
         print("== grading ==")
         g = eval_grading(coach, show=args.show)
+        copies, cfloor = g.get("copies") or {}, th.get("copies") or {}
+        if cfloor and copies.get("recall", 0) < cfloor["recall_min"]:
+            failures.append(f"translated-copy recall {copies.get('recall', 0):.2f}")
+        if cfloor and copies.get("false_flags", 0) > cfloor["false_flags_max"]:
+            failures.append(f"own-words answers flagged as copied: {copies['false_flags']}")
         for name, floors in th["grading"].items():
             m = g.get(name)
             if m is None:

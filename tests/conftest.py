@@ -16,6 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# as .streamlit/config.toml (AppTest may run from another folder): no magic AST rewriting
+os.environ.setdefault("STREAMLIT_RUNNER_MAGIC_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,13 @@
 """The grader on the real models: right, explains itself, not fooled."""
 
 import time
+from pathlib import Path
 
 import pytest
 
 from calmcall.inputs import InputError
+
+REPO = Path(__file__).resolve().parent.parent
 
 EXCELLENT = (
     "First I let the caller tell the whole story without interrupting and I note the key points. "
@@ -359,3 +362,54 @@ def test_the_report_opens_with_a_summary_in_the_answers_language(coach):
     r = coach.grade("Jag lyssnar på kunden utan att avbryta och ber om ursäkt för det som hänt.", "q01_angry_call")
     assert r.summary and r.summary.score == r.score and r.summary.headline
     assert r.summary.top_fix and "Lägg till" in r.summary.top_fix or "Gör det konkret" in r.summary.top_fix
+
+
+def test_translated_article_text_is_copied_and_own_words_are_not(coach):
+    """eval/grading_copies.jsonl: German, Spanish and French translations of the articles'
+    passages (no n-gram survives a translation) against own-words answers of the same
+    length and steps. The copy check's numbers were chosen on this set (dev data)."""
+    import json
+
+    rows = [json.loads(line) for line in (REPO / "eval" / "grading_copies.jsonl").read_text("utf-8").splitlines()
+            if line.strip()]
+    flagged = {r["id"]: coach.grade(r["answer"], r["question"]).flags["copied"] for r in rows}
+    copies = [r["id"] for r in rows if r["copied"]]
+    own = [r["id"] for r in rows if not r["copied"]]
+    assert sum(flagged[i] for i in copies) >= 0.9 * len(copies), [i for i in copies if not flagged[i]]
+    assert not [i for i in own if flagged[i]]
+
+
+@pytest.mark.parametrize("answer,lang", [
+    ("Ich würde dem Kunden sagen, dass ich ihm gern helfen möchte, und ihn bitten, mir alles zu erzählen.", "de"),
+    ("Megkérném, hogy mondja el, mi történt, és mondanám neki, hogy megértem, miért bosszús.", "hu"),
+])
+def test_saying_or_asking_is_not_telling_the_caller_to_calm_down(coach, answer, lang):
+    r = coach.grade(answer)
+    assert "dismiss_customer" not in {a.id for a in r.anti_patterns}, r.anti_patterns
+
+
+def test_telling_a_german_caller_to_calm_down_is_dismissing(coach):
+    r = coach.grade("In den ersten Sekunden sage ich dem Kunden, er soll sich erst einmal beruhigen, "
+                    "damit wir sachlich reden können.")
+    assert "dismiss_customer" in {a.id for a in r.anti_patterns}
+    assert statuses(r).get("stay_calm") != "covered"
+
+
+@pytest.mark.parametrize("answer", [
+    "I listen and stay calm, and then I'd get back at him by putting him on hold for an hour.",
+    "Leren: hij moet leren dat je zulke klanten terugpakt. Ik zou hem later uitschelden.",
+    "Ich höre zu, und danach würde ich ihn beschimpfen, damit er merkt, wie das ist.",
+])
+def test_revenge_and_insults_in_the_candidates_own_words_cap_the_score(coach, answer):
+    r = coach.grade(answer)
+    assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)
+
+
+@pytest.mark.parametrize("answer", [
+    "When a caller insults me, I stay calm, I don't take it personally and I let them finish before I answer.",
+    "I would never swear at them or insult them, even if they insult me. I listen and apologise for the experience.",
+    "Kan du bekräfta din hemadress? Jag lyssnar, ber om ursäkt för upplevelsen och erbjuder alternativ.",
+])
+def test_reported_denied_or_routine_words_are_not_harm(coach, answer):
+    r = coach.grade(answer)
+    assert not r.flags["harm"], r.harms

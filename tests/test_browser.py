@@ -95,6 +95,8 @@ def sign_in(pg, learner: str, passphrase: str = PASSPHRASE, new: bool = True) ->
     label = "Choose a passphrase for this name" if new else "Passphrase"
     pg.get_by_label(label, exact=True).fill(passphrase)
     pg.get_by_role("button", name="Protect my history" if new else "Open my history").click()
+    # the click's rerun may not have started when wait_idle looks: wait for its result
+    pg.get_by_text(f"Signed in as {learner}").wait_for(timeout=30_000)
     wait_idle(pg)
 
 

@@ -246,6 +246,16 @@ class Package:
                 "bytes": len(self.data), "scorm_version": self.version}
 
 
+
+def _element(parent, tag: str, text, ns: str, attrs: dict):
+    """One manifest element in namespace ``ns`` (under ``parent``, or a root)."""
+    import xml.etree.ElementTree as ET
+
+    node = ET.SubElement(parent, f"{{{ns}}}{tag}", attrs) if parent is not None else ET.Element(f"{{{ns}}}{tag}", attrs)
+    if text is not None:
+        node.text = text
+    return node
+
 def manifest_xml(identifier: str, title: str, mastery_score: int, files: tuple[str, ...] = LAUNCH_FILES) -> bytes:
     """The SCORM 1.2 manifest: one organisation, one item, one SCO (the launch page)."""
     ET.register_namespace("", IMSCP)
@@ -253,11 +263,7 @@ def manifest_xml(identifier: str, title: str, mastery_score: int, files: tuple[s
     ET.register_namespace("xsi", XSI)
 
     def el(parent, tag, text=None, ns=IMSCP, **attrs):
-        node = ET.SubElement(parent, f"{{{ns}}}{tag}", attrs) if parent is not None else ET.Element(
-            f"{{{ns}}}{tag}", attrs)
-        if text is not None:
-            node.text = text
-        return node
+        return _element(parent, tag, text, ns, attrs)
 
     root = el(None, "manifest", identifier=identifier, version="1.0",
               **{f"{{{XSI}}}schemaLocation": SCHEMA_LOCATION})
@@ -293,11 +299,7 @@ def manifest_xml_2004(identifier: str, title: str, mastery_score: int,
     ET.register_namespace("xsi", XSI)
 
     def el(parent, tag, text=None, ns=IMSCP_2004, **attrs):
-        node = ET.SubElement(parent, f"{{{ns}}}{tag}", attrs) if parent is not None else ET.Element(
-            f"{{{ns}}}{tag}", attrs)
-        if text is not None:
-            node.text = text
-        return node
+        return _element(parent, tag, text, ns, attrs)
 
     root = el(None, "manifest", identifier=identifier, version="1.0",
               **{f"{{{XSI}}}schemaLocation": SCHEMA_LOCATION_2004})

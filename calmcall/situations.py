@@ -443,7 +443,14 @@ class SituationClassifier:
         known (None: detected when fitting). In scope: the situation classifier's texts,
         every practice question and doc2query question, calibration's in-domain anchors.
         situations.yaml ``scope.in_scope`` (short questions). Out of scope: calibration's and
-        scope_anchors.yaml's out-of-domain anchors and situations.yaml ``scope.out_of_scope``."""
+        scope_anchors.yaml's out-of-domain anchors, situations.yaml ``scope.out_of_scope``
+        and scope_anchors.yaml ``topics`` (per topic, per language)."""
+        texts, inside, langs, _ = self.scope_texts_grouped()
+        return texts, inside, langs
+
+    def scope_texts_grouped(self) -> tuple[list[str], list[bool], list[str | None], list[str]]:
+        """``scope_texts`` with each text's group: its scope_anchors.yaml topic, or
+        "in_scope" / "out_of_scope" for the rest (the folds of eval/ask_eval.py scopecv)."""
         root = Path(self.settings.knowledge_dir)
         cal = load_yaml((root / "calibration.yaml").read_bytes()) or {}
         anchors_file = root / "scope_anchors.yaml"
@@ -451,15 +458,17 @@ class SituationClassifier:
         texts: list[str] = []
         inside: list[bool] = []
         langs: list[str | None] = []
+        groups: list[str] = []
         seen: set[str] = set()
 
-        def add(text, is_in: bool, lang: str | None) -> None:
+        def add(text, is_in: bool, lang: str | None, group: str | None = None) -> None:
             text = " ".join(str(text).split())
             if text and text not in seen:
                 seen.add(text)
                 texts.append(text)
                 inside.append(is_in)
                 langs.append(lang)
+                groups.append(group or ("in_scope" if is_in else "out_of_scope"))
 
         for t, lang in zip(self.texts, self.langs):
             add(t, True, lang)
@@ -476,12 +485,19 @@ class SituationClassifier:
         for lang in sorted(self.spec.scope.in_scope):
             for t in self.spec.scope.in_scope[lang]:
                 add(t, True, lang)
+        for lang in sorted(anchors.get("in_scope") or {}):
+            for t in anchors["in_scope"][lang] or []:
+                add(t, True, lang)
         for t in list(cal.get("out_of_domain") or []) + list(anchors.get("out_of_domain") or []):
             add(t, False, None)
         for lang in sorted(self.spec.scope.out_of_scope):
             for t in self.spec.scope.out_of_scope[lang]:
                 add(t, False, lang)
-        return texts, inside, langs
+        for topic, by_lang in sorted((anchors.get("topics") or {}).items()):
+            for lang in sorted(by_lang or {}):
+                for t in by_lang[lang] or []:
+                    add(t, False, lang, f"topic:{topic}")
+        return texts, inside, langs, groups
 
     def scope_key(self, texts: list[str], inside: list[bool]) -> str:
         from importlib.metadata import version
@@ -535,6 +551,11 @@ class SituationClassifier:
         self.scope.save(scope_target)
         written = {" ".join(str(t).split()) for part in (self.spec.scope.in_scope, self.spec.scope.out_of_scope)
                    for ts in part.values() for t in ts}
+        stexts, _, _, groups = self.scope_texts_grouped()
+        anchors_file = Path(self.settings.knowledge_dir) / "scope_anchors.yaml"
+        extra = (load_yaml(anchors_file.read_bytes()) or {}).get("in_scope") or {} if anchors_file.exists() else {}
+        written |= {t for t, g in zip(stexts, groups) if g.startswith("topic:")}
+        written |= {" ".join(str(t).split()) for ts in extra.values() for t in ts or []}
         texts = sorted({self.texts[i] for i in self._own} | (written - {""}))
         matrix = self.training_matrix(texts)
         keys = [VectorCache.key(self.embedder.manifest_id, t, True) for t in texts]

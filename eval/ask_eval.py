@@ -141,17 +141,106 @@ def run_retrieval(coach) -> dict:
     return out
 
 
+def run_scope_cv(coach, grid: dict) -> dict:
+    """Leave-one-topic-out validation of the scope classifier (``ScopeModel``): each topic of
+    knowledge/scope_anchors.yaml ``topics`` (eight languages) is held out in turn, the model
+    refitted on the rest and the held-out topic's questions decided as Ask decides them
+    (classifier probability with search's verdict and nearest-reference margin). In-scope
+    questions never trained on (dev's and retrieval.jsonl's) are decided by the model fitted
+    on everything; dev's and retrieval.jsonl's out-of-scope questions are reported beside.
+    Prints each recipe x thresholds and returns the rows."""
+    import numpy as np
+
+    from calmcall.language import detect
+    from calmcall.situations import ScopeModel, ScopeSpec, stems
+
+    ans = coach.answerer
+    clf, ret = ans.situations, ans.retriever
+    texts, inside, langs, groups = clf.scope_texts_grouped()
+    matrix = clf.training_matrix(texts)
+    tokens = [stems(t, lang or detect(t)) for t, lang in zip(texts, langs)]
+    inside_a, groups_a = np.array(inside), np.array(groups)
+    topics = sorted({g for g in groups if g.startswith("topic:")})
+
+    def probe(questions):
+        out = []
+        for q in questions:
+            v = ret.vector(q)
+            out.append((v, stems(q, detect(q)), ret.search(q, k=5, demote_overviews=False).in_scope,
+                        ret.scope_margin(v)))
+        return out
+
+    dev = load(SETS["dev"])
+    retr = load("retrieval.jsonl")
+    held = {
+        "dev_in": probe([r["question"] for r in dev if r["in_scope"]]),
+        "ret_in": probe([r["question"] for r in retr if r["in_scope"]]),
+        "dev_oos": probe([r["question"] for r in dev if not r["in_scope"]]),
+        "ret_oos": probe([r["question"] for r in retr if not r["in_scope"]]),
+    }
+    topic_rows = {t: probe([x for x, g in zip(texts, groups) if g == t]) for t in topics}
+    margin_min = clf.spec.selection.scope_margin
+
+    def decide(p, found, margin, th):
+        lo, described, accept = th
+        return p >= accept or (p >= lo if found else (p >= described and margin >= margin_min))
+
+    base = clf.spec.scope.model_dump()
+    results = []
+    for c, lc, lw in itertools.product(grid["c"], grid["lexical_c"], grid["lexical_weight"]):
+        spec = ScopeSpec(**{**base, "c": c, "lexical_c": lc, "lexical_weight": lw})
+        full = ScopeModel.fit(matrix, inside_a, tokens, spec)
+        p_held = {k: [full.probability(v, tk) for v, tk, _, _ in rows] for k, rows in held.items()}
+        p_topic = {}
+        for t in topics:
+            keep = groups_a != t
+            m = ScopeModel.fit(matrix[keep], inside_a[keep], [tk for tk, k in zip(tokens, keep) if k], spec)
+            p_topic[t] = [m.probability(v, tk) for v, tk, _, _ in topic_rows[t]]
+        for th in itertools.product(grid["min_probability"], grid["min_probability_described"],
+                                    grid["accept_probability"]):
+            if not th[0] <= th[2] or not th[1] <= th[2]:
+                continue
+            row = {"c": c, "lexical_c": lc, "lexical_weight": lw, "thresholds": th}
+            for k, rows in held.items():
+                said = [decide(p, f, mg, th) for p, (_, _, f, mg) in zip(p_held[k], rows)]
+                row[k] = sum(said) / len(said) if k.endswith("_in") else 1 - sum(said) / len(said)
+            per_topic = {t: 1 - sum(decide(p, f, mg, th) for p, (_, _, f, mg) in zip(p_topic[t], topic_rows[t]))
+                         / len(topic_rows[t]) for t in topics}
+            row["heldout_topics"] = sum(per_topic.values()) / len(per_topic)
+            row["worst_topic"] = min(per_topic.items(), key=lambda kv: kv[1])
+            results.append(row)
+    results.sort(key=lambda r: -(min(r["heldout_topics"], 0.97) + r["dev_in"] + r["ret_in"]))
+    print("-- scopecv: leave-one-topic-out over scope_anchors.yaml topics "
+          f"({len(topics)} topics; {int(inside_a.sum())} in-scope / {int((~inside_a).sum())} out-of-scope texts)")
+    print("   c lex_c lex_w (min_p, described, accept): held-out topics refused | dev OOS refused, "
+          "retrieval OOS refused | dev in-scope kept, retrieval kept | worst topic")
+    for r in results[: grid.get("show", 25)]:
+        print(f"   {r['c']:5} {r['lexical_c']:5} {r['lexical_weight']:4} {r['thresholds']}: "
+              f"{r['heldout_topics']:.3f} | {r['dev_oos']:.3f} {r['ret_oos']:.3f} | {r['dev_in']:.3f} "
+              f"{r['ret_in']:.3f} | {r['worst_topic'][0]} {r['worst_topic'][1]:.2f}")
+    return {"rows": results}
+
+
 def main() -> int:
     from calmcall.coach import Coach
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", nargs="?", default="dev", choices=["dev", "blind", "retrieval", "devret", "all"])
+    parser.add_argument("what", nargs="?", default="dev",
+                        choices=["dev", "blind", "retrieval", "devret", "all", "scopecv"])
+    parser.add_argument("--grid", default="", help="scopecv: JSON overriding the grid, e.g. "
+                        "'{\"c\": [3, 10], \"min_probability\": [0.5, 0.6]}'")
     parser.add_argument("--show", action="store_true", help="print each situation's step sets")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 below eval/thresholds.yaml ask_trainer floors")
     args = parser.parse_args()
     coach = Coach()
     out = {}
+    if args.what == "scopecv":
+        grid = {"c": [3.0, 10.0, 30.0], "lexical_c": [1.0, 3.0, 10.0], "lexical_weight": [0.3, 0.5],
+                "min_probability": [0.5, 0.6, 0.7], "min_probability_described": [0.6, 0.7, 0.8],
+                "accept_probability": [0.9, 0.95], **json.loads(args.grid or "{}")}
+        run_scope_cv(coach, grid)
+        return 0
     for name in {"all": ["dev", "retrieval", "blind"], "devret": ["dev", "retrieval"]}.get(args.what, [args.what]):
         out[name] = run_retrieval(coach) if name == "retrieval" else run_set(coach, name, show=args.show)
     if args.json:

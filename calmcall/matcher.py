@@ -23,7 +23,7 @@ import numpy as np
 from .catalogue import Catalogue, StepBridge
 from .parsing import ParsedAnswer, parse
 from .policy import ScoringPolicy
-from .text import is_negated, mentions_in, padded_words, words
+from .text import cue_form, is_negated, mentions_in, padded_words, words
 
 Kind = Literal["step", "anti", "harm"]
 Polarity = Literal["affirmed", "denied"]
@@ -82,11 +82,12 @@ class StepMatcher:
             h.id: {lang: [c.lower() for c in cues if len(c) >= 4] for lang, cues in h.cues.items()}
             for h in catalogue.harms.values()
         }
-        self._harm_words = {h.id: {lang: [" ".join(words(c)) for c in cues] for lang, cues in h.words.items()}
+        # "beleidigen " (whole word): not "beleidigende Gespräche beenden" (text.cue_form)
+        self._harm_words = {h.id: {lang: [cue_form(c) for c in cues] for lang, cues in h.words.items()}
                             for h in catalogue.harms.values() if h.words}
         self._reported = catalogue.tone.reported_speech
         # as cues are matched: lowercase words between spaces ("bitte ihn, sich zu…")
-        self._calm_down = {lang: [" ".join(words(c)) for c in cues]
+        self._calm_down = {lang: [cue_form(c) for c in cues]
                            for lang, cues in catalogue.tone.calm_down_orders.items()}
         # a step's name in scare quotes ("I 'listen'") is mockery, not the step
         self._step_words = tuple(sorted({

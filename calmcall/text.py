@@ -335,6 +335,13 @@ def padded_words(text: str) -> str:
     return " " + " ".join(words(text)) + " "
 
 
+def cue_form(cue: str) -> str:
+    """A cue as ``mentions_in`` matches it: lowercase words between spaces, matched at a word
+    start ("mock" also finds "mocked"); a cue written with a trailing space ("beleidigen ")
+    keeps it and matches the whole word only ("beleidigende" is not found)."""
+    return " ".join(words(cue)) + (" " if cue.endswith(" ") else "")
+
+
 def mentions_in(padded: str, cues) -> bool:
     """Does a ``padded_words`` text contain any cue (a word or phrase, at a word start)?"""
     return any(f" {cue.lower()}" in padded for cue in cues)

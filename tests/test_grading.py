@@ -413,3 +413,32 @@ def test_revenge_and_insults_in_the_candidates_own_words_cap_the_score(coach, an
 def test_reported_denied_or_routine_words_are_not_harm(coach, answer):
     r = coach.grade(answer)
     assert not r.flags["harm"], r.harms
+
+
+@pytest.mark.parametrize("answer", [
+    # adjectives and nouns made from the harm verbs, in policy-compliant handling
+    "Wenn er mich weiter beschimpft, weise ich auf unsere Richtlinie hin, dass wir beleidigende Gespräche beenden.",
+    "Danach würde ich mit dem Kunden erneut in Kontakt treten, um zu prüfen, ob alles gelöst ist.",
+    "Bei drohenden Äußerungen informiere ich sofort meine Teamleitung.",
+    "Bij beledigende taal waarschuw ik eerst en beëindig ik daarna het gesprek volgens het beleid.",
+    "Vid hotande språk varnar jag först och avslutar sedan samtalet enligt policyn.",
+    "Ha a hívó fenyegetőzik, szólok a felettesemnek és dokumentálom a hívást.",
+    "Se il tono diventa minaccioso, avviso il cliente e poi chiudo la chiamata secondo la procedura.",
+    "If the caller becomes threatening, I warn them once and then end the call per policy.",
+    # the candidate as the one insulted
+    "Ich lasse ihn ausreden. Endlos beschimpfen lasse ich mich aber auch nicht.",
+])
+def test_words_made_from_harm_verbs_are_not_the_candidates_harm(coach, answer):
+    r = coach.grade(answer)
+    assert not r.flags["harm"], r.harms
+
+
+@pytest.mark.parametrize("answer", [
+    "Ich würde ihn beschimpfen, bis er auflegt.",
+    "Ich würde ihn beleidigen, damit er endlich auflegt.",
+    "Ik zou hem gewoon beledigen tot hij ophangt.",
+    "Jag skulle hota honom lite så att han lugnar ner sig.",
+])
+def test_the_harm_verbs_themselves_are_still_harm(coach, answer):
+    r = coach.grade(answer)
+    assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)

@@ -126,27 +126,11 @@ if __name__ == "__main__":  # a session's script run
 else:  # imported by `streamlit run app.py`: the server
     from views.common import start_warm_up
 
-    start_warm_up(server=True)  # models and index load now, in the background, not on the first visitor
+    # models and index load now, in the background, not on the first visitor; the xAPI
+    # sender starts once the attempts store is migrated (views/common.start_warm_up)
+    start_warm_up(server=True)
+    ui.texts()  # read now, not by the first page run
 
-    def _start_xapi_sender() -> None:
-        """xAPI statements of attempts made here go to the LRS (calmcall/xapi.py). Started
-        once the server answers and no page is being served: importing it (SQLAlchemy)
-        would otherwise hold up the server's start and the first page."""
-        import threading
-
-        def run() -> None:
-            from calmcall.coach import PAGE_RUNS
-            from views.common import wait_for_server
-
-            wait_for_server()
-            PAGE_RUNS.wait_idle()
-            from calmcall.xapi import start_app_sender
-
-            start_app_sender()
-
-        threading.Thread(target=run, name="calmcall-xapi-start", daemon=True).start()
-
-    _start_xapi_sender()
     from starlette.middleware import Middleware
 
     app = st.App(__file__, middleware=[Middleware(ForegroundMiddleware), *webapp.middleware()])

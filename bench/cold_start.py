@@ -20,7 +20,9 @@ Measured, each ``--repeats`` times (median and max of the wall time, median CPU 
   headless Chromium (Playwright, ``/usr/bin/chromium``): the answer box drawn and the script
   idle; the page is requested as soon as the health check answers. Without Chromium only
   the health time is reported (and says so). The spinner texts shown while the page waited,
-  and the server log's "Inotify" lines, are recorded.
+  and the server log's "Inotify" lines, are recorded. Beside it, run by run, the floor: a
+  Streamlit page holding one text area, started and opened the same way (what Streamlit
+  and Chromium alone cost on this machine).
 
 ``--compare DIR`` runs the same commands in another checkout (e.g. ``git archive`` of an
 older commit into a temp dir), interleaved run by run with this one, so that both see the
@@ -122,6 +124,11 @@ def stats(runs: list[dict], load: float) -> dict:
     if all("load" in r for r in runs):
         out["load_runs"] = [round(r["load"], 2) for r in runs]
     return out
+
+
+# The floor under the app's row: a Streamlit page with one text area (what the first page
+# waits for), started and opened exactly like the app.
+HELLO_APP = 'import streamlit as st\n\nst.title("hello")\nst.text_area("answer")\n'
 
 
 def free_port() -> int:
@@ -273,9 +280,20 @@ def main() -> int:
             res["app_note"] = f"no Chromium at {CHROMIUM}: only the time until /_stcore/health answers is measured"
         load = os.getloadavg()[0]
         app_runs: dict[str, list] = {name: [] for name in trees}
+        # the floor: a one-widget Streamlit page, same server flags, browser and machine
+        hello = root / "hello"
+        hello.mkdir()
+        (hello / "app.py").write_text(HELLO_APP)
+        hello_runs = []
         for _ in range(args.app_repeats):
+            hello_runs.append(app_start(hello, root / "hello-data", browser))
             for name in trees:
                 app_runs[name].append(app_start(trees[name], data[name], browser))
+        res["baseline_streamlit_hello"] = {
+            "health": stats([{"wall_s": r["health_s"], "cpu_s": r["health_cpu_s"], "load": r["load"]}
+                             for r in hello_runs], load)}
+        if browser is not None:
+            res["baseline_streamlit_hello"]["first_page"] = stats(hello_runs, load)
         if browser is not None:
             browser.close()
             pw.stop()
@@ -313,6 +331,9 @@ def main() -> int:
         app = r.get("app", {})
         if app.get("first_page"):
             out.append(("app: first page after server start", "app_first_page", app["first_page"]))
+            hello = res.get("baseline_streamlit_hello", {}).get("first_page")
+            if hello and r is res:
+                out.append(("(floor) a one-text-area Streamlit page, same way (no target)", None, hello))
         elif app.get("health"):
             out.append(("app: /_stcore/health after server start (no browser)", None, app["health"]))
         return out

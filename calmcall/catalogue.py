@@ -183,7 +183,7 @@ def load_catalogue(root: Path, knowledge: Knowledge) -> Catalogue:
             if cid not in conflicts:
                 raise KnowledgeError(f"question {q.id} names unknown conflict {cid!r}")
     extra_raw = _merge_phrasings(root, steps, anti)
-    harms, tone, negatives, raw_h = _load_harms(root, extra_raw.pop("none", {}))
+    harms, tone, negatives, raw_h = _load_harms(root, extra_raw.pop("none", {}), extra_raw.pop("harms", {}))
     fingerprint = hashlib.sha256(raw_cat + raw_q + raw_h + extra_raw["_raw"]).hexdigest()[:16]
     return Catalogue(steps, anti, conflicts, questions, fingerprint, harms, tone, negatives)
 
@@ -200,6 +200,7 @@ def _merge_phrasings(root: Path, steps: dict, anti: dict) -> dict:
     other shapes: talking points, stories, paraphrases, contrasts) to the catalogue items."""
     raw = b""
     none: dict[str, list[str]] = {}
+    harms: dict[str, dict[str, list[str]]] = {}
     for path in sorted((root / "phrasings").glob("*.yaml")):
         raw += path.read_bytes()
         data = _read_yaml(path) or {}
@@ -211,15 +212,23 @@ def _merge_phrasings(root: Path, steps: dict, anti: dict) -> dict:
                     items[item_id].examples.setdefault(lang, []).extend(str(x) for x in examples or [])
         for lang, examples in (data.get("none") or {}).items():
             none.setdefault(lang, []).extend(str(x) for x in examples or [])
-    return {"_raw": raw, "none": none}
+        for harm_id, by_lang in (data.get("harms") or {}).items():  # checked against harms.yaml
+            for lang, examples in (by_lang or {}).items():
+                harms.setdefault(harm_id, {}).setdefault(lang, []).extend(str(x) for x in examples or [])
+    return {"_raw": raw, "none": none, "harms": harms}
 
 
-def _load_harms(root: Path, none: dict[str, list[str]]):
+def _load_harms(root: Path, none: dict[str, list[str]], more: dict[str, dict[str, list[str]]] | None = None):
     path = root / "harms.yaml"
     if not path.exists():
         return {}, Tone(), none, b""
     data = _read_yaml(path) or {}
     harms = {h["id"]: Harm(**h) for h in data.get("harms") or []}
+    for hid, by_lang in (more or {}).items():  # more examples from knowledge/phrasings/*.yaml
+        if hid not in harms:
+            raise KnowledgeError(f"phrasings: unknown harm {hid!r}")
+        for lang, examples in by_lang.items():
+            harms[hid].examples.setdefault(lang, []).extend(examples)
     words_path = root / "harm_words.yaml"
     words = _read_yaml(words_path) if words_path.exists() else {}
     for hid, by_lang in (words.get("words") or {}).items():

@@ -49,13 +49,15 @@ SNAPSHOT_FORMAT = 1
 # which ones it missed varied between builds. 400 returned the exact top 40 for all of
 # them at ~0.5 ms more per query. ef_search is fixed when a collection is created.
 HNSW = {"space": "cosine", "ef_search": 400}
-# Collections that are only ever read back whole, as a matrix, and never searched through
-# Chroma: the catalogue phrasings (StepBridge holds them as one matrix). They are stored
-# without documents (the texts live in knowledge/; full-text indexing them was half of a
-# fresh build's cost) and with a cheap HNSW graph (nothing walks it). Chosen by name
-# unless a VectorIndex says otherwise; a collection keeps the settings it was created with.
+# Vector sets that are only ever read back whole, as a matrix, and never searched: the
+# catalogue phrasings (StepBridge holds them as one matrix and compares every answer
+# sentence with all of them). A vector database is for search, so they are not a Chroma
+# collection: the index keeps them only in its local file (the same format as a
+# snapshot) under data_dir/MATRIX_DIR, for the embedded store and a Chroma server alike.
+# Writing their 6,626 vectors into Chroma was ~3 s of a fresh build's ~8 s. Chosen by
+# name unless a VectorIndex says otherwise.
 MATRIX_ONLY_SUFFIXES = ("_catalogue",)
-HNSW_MATRIX_ONLY = {**HNSW, "ef_construction": 10, "max_neighbors": 4}
+MATRIX_DIR = "matrices"
 
 
 class IndexUnavailable(RuntimeError):
@@ -291,6 +293,8 @@ class VectorIndex:
         checks, when it opens Chroma, that the store still holds what the snapshot says; if
         something else changed it, Chroma is trusted instead and the index brought up to
         date (or, when it is current, the snapshot rewritten)."""
+        if self.matrix_only:
+            raise IndexUnavailable(f"{self.name} is kept as a matrix, not as a Chroma collection")
         if self._coll is None:
             with self._lock:
                 if self._coll is None:
@@ -327,7 +331,7 @@ class VectorIndex:
             collection = self.client.get_or_create_collection(
                 name,
                 embedding_function=self.embedder.as_chroma(),
-                configuration={"hnsw": HNSW_MATRIX_ONLY if self.matrix_only else HNSW},
+                configuration={"hnsw": HNSW},
             )
         except IndexUnavailable:
             raise
@@ -371,6 +375,14 @@ class VectorIndex:
 
     def staleness(self) -> str:
         """Why the stored index cannot be served as is ('' when it is current)."""
+        if self.matrix_only:
+            snap = self._snapshot()
+            if snap is None:
+                return "no index yet"
+            reason = self._reason(snap["manifest"], len(snap["ids"]))
+            if not reason:
+                self.manifest = snap["manifest"]
+            return reason
         snap = self._snapshot() if self._coll is None else None
         if snap is not None:
             if snap["manifest"] and not self._reason(snap["manifest"], len(snap["ids"])):
@@ -386,6 +398,8 @@ class VectorIndex:
     # -- snapshot ---------------------------------------------------------------
     @property
     def _snapshot_path(self) -> Path | None:
+        if self.matrix_only:  # the file is the store itself (MATRIX_ONLY_SUFFIXES)
+            return Path(self.settings.data_dir) / MATRIX_DIR / f"{self.name}.npz"
         folder = self.store.snapshot_dir
         return None if folder is None else folder / f"{self.name}.npz"
 
@@ -395,7 +409,9 @@ class VectorIndex:
             return self._snap
         self._snap_read = True
         path = self._snapshot_path
-        if path is None or not path.exists() or not (path.parent.parent / "chroma.sqlite3").exists():
+        if path is None or not path.exists():
+            return None
+        if not self.matrix_only and not (path.parent.parent / "chroma.sqlite3").exists():
             return None
         try:
             with np.load(path) as z:
@@ -488,17 +504,62 @@ class VectorIndex:
                     report.unchanged = len(self.docs)
                     report.seconds = time.perf_counter() - start
                     return report
+            if self.matrix_only:
+                return self._build_matrix(report, start, progress, force)
             self._snap = None  # from here on Chroma is the truth
             return self._build(report, start, progress, force)
 
+    def _rebuild_reason(self, m: dict, force: bool) -> str:
+        """Why everything must be embedded and written again ('' when an update will do)."""
+        if m and m.get("embedder") != self.embedder.manifest_id:
+            return f"embedding model changed ({m.get('embedder')} -> {self.embedder.manifest_id})"
+        if m and m.get("schema") != SCHEMA:
+            return f"index schema {m.get('schema')} -> {SCHEMA}"
+        return "forced rebuild" if force else ""
+
+    @staticmethod
+    def _bar(total: int, progress: bool):
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc="Embedding passages", unit="vec", disable=not progress)
+
+    def _embed(self, texts: list[str], bar) -> np.ndarray:
+        """Vectors of ``texts`` from the embedding cache, embedding only what it lacks."""
+        parts = []
+        for i in range(0, len(texts), _BATCH):
+            parts.append(self.embedder.embed_cached(texts[i : i + _BATCH], self.side == "query", self.cache))
+            bar.update(len(parts[-1]))
+        return np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
+
+    def _build_matrix(self, report: BuildReport, start: float, progress: bool, force: bool) -> BuildReport:
+        """A matrix-only index: every vector from the embedding cache (only new texts are
+        embedded), written to its file."""
+        snap = self._snapshot()
+        report.rebuilt_reason = self._rebuild_reason(snap["manifest"], force) if snap else ""
+        have = {} if report.rebuilt_reason or not snap else dict(zip(snap["ids"], snap["hashes"]))
+        wanted = self.docs
+        ids = list(wanted)
+        report.unchanged = sum(1 for i in ids if have.get(i) == wanted[i][1]["hash"])
+        report.updated = sum(1 for i in ids if i in have and have[i] != wanted[i][1]["hash"])
+        report.added = len(ids) - report.unchanged - report.updated
+        report.deleted = sum(1 for i in have if i not in wanted)
+        with self._bar(len(ids), progress) as bar:
+            vectors = self._embed([wanted[i][0] for i in ids], bar)
+        if self.cache is not None:
+            self.cache.save()
+        self._drop_snapshot()
+        self.manifest = self._wanted_manifest(len(ids))
+        metas = [wanted[i][1] for i in ids]
+        self._write_snapshot(ids, metas, vectors)
+        if self._snap is None:  # could not be written: served from memory in this process
+            self._snap = {"manifest": dict(self.manifest), "ids": ids, "hashes": [m["hash"] for m in metas],
+                          "data": (ids, [dict(m) for m in metas], vectors)}
+        report.seconds = time.perf_counter() - start
+        return report
+
     def _build(self, report: BuildReport, start: float, progress: bool, force: bool) -> BuildReport:
         collection = self._collection
-        reason = "forced rebuild" if force else ""
-        m = self.manifest
-        if m and m.get("embedder") != self.embedder.manifest_id:
-            reason = f"embedding model changed ({m.get('embedder')} -> {self.embedder.manifest_id})"
-        elif m and m.get("schema") != SCHEMA:
-            reason = f"index schema {m.get('schema')} -> {SCHEMA}"
+        reason = self._rebuild_reason(self.manifest, force)
         if reason:
             log.warning("Rebuilding the index from scratch: %s.", reason)
             report.rebuilt_reason = reason
@@ -517,29 +578,20 @@ class VectorIndex:
             self._drop_snapshot()
         if stale_ids:
             collection.delete(ids=stale_ids)
+        written = []
         if todo:
-            from tqdm import tqdm
-
             limit = _UPSERT_BATCH
             try:
                 limit = max(1, min(limit, int(self.client.get_max_batch_size())))
             except Exception:  # noqa: BLE001 - older clients / servers: our own limit
                 pass
-            bar = tqdm(total=len(todo), desc="Embedding passages", unit="vec", disable=not progress)
-            for u in range(0, len(todo), limit):
-                chunk = todo[u : u + limit]
-                texts = [wanted[c][0] for c in chunk]
-                parts = []
-                for i in range(0, len(chunk), _BATCH):
-                    parts.append(self.embedder.embed_cached(texts[i : i + _BATCH], self.side == "query", self.cache))
-                    bar.update(len(parts[-1]))
-                collection.upsert(
-                    ids=chunk,
-                    embeddings=np.vstack(parts),
-                    metadatas=[wanted[c][1] for c in chunk],
-                    documents=None if self.matrix_only else texts,
-                )
-            bar.close()
+            with self._bar(len(todo), progress) as bar:
+                for u in range(0, len(todo), limit):
+                    chunk = todo[u : u + limit]
+                    texts = [wanted[c][0] for c in chunk]
+                    written.append(self._embed(texts, bar))
+                    collection.upsert(ids=chunk, embeddings=written[-1],
+                                      metadatas=[wanted[c][1] for c in chunk], documents=texts)
             if self.cache is not None:
                 self.cache.save()
         manifest = self._wanted_manifest(len(wanted))
@@ -550,7 +602,11 @@ class VectorIndex:
             self._drop_snapshot()
             collection.modify(metadata={_MANIFEST_KEY: json.dumps(manifest)})
             self.manifest = manifest
-        self._snapshot_from_chroma()
+        if todo and len(todo) == len(wanted):
+            # everything was just written (and the stale deleted): the snapshot is what we hold
+            self._write_snapshot(todo, [wanted[c][1] for c in todo], np.vstack(written))
+        else:
+            self._snapshot_from_chroma()
         report.seconds = time.perf_counter() - start
         return report
 
@@ -581,6 +637,13 @@ class VectorIndex:
         """Store data derived from this index (e.g. score calibration) in its manifest."""
         with self._lock:
             data = self._snapshot_data()
+            if self.matrix_only:
+                if data is None:
+                    self.build()
+                    data = self._snapshot_data()
+                self.manifest = {**self.manifest, "extra": extra}
+                self._write_snapshot(*data)
+                return
             self._drop_snapshot()
             collection = self._collection
             self.manifest = {**self.manifest, "extra": extra}
@@ -592,6 +655,9 @@ class VectorIndex:
 
     def all_vectors(self) -> tuple[list[str], list[dict], np.ndarray]:
         data = self._snapshot_data()
+        if data is None and self.matrix_only:
+            self.ensure_current()
+            data = self._snapshot_data()
         if data is not None:
             ids, metas, vectors = data
             return list(ids), [dict(m) for m in metas], vectors.copy()

@@ -34,13 +34,18 @@ import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 from xml.etree import ElementTree as ET
 
-from sqlalchemy import select
-
 from .inputs import InputError
-from .storage import Organisation, PackageCredential, hash_key
+
+if TYPE_CHECKING:
+    from .storage import Organisation, PackageCredential
+
+# The credential functions import SQLAlchemy and the store where they run: the practice
+# page imports this module for the launch helpers, and SQLAlchemy (~0.5 s) would otherwise
+# be paid by the first page a server draws.
 
 ASSETS = Path(__file__).with_name("scorm_package")
 LAUNCH_FILES = ("index.html", "calmcall-launch.js", "calmcall-launch.css", "calmcall-config.js")
@@ -84,6 +89,8 @@ def _now() -> datetime:
 def create_credential(store, org: Organisation, *, label: str = "", question: str | None = None,
                       scenario: str | None = None, lms_origins: list[str] | None = None) -> tuple[str, str]:
     """Returns (credential id, full credential). Only the hash of the secret is stored."""
+    from .storage import PackageCredential, hash_key
+
     cred_id = "pk_" + secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     with store._session() as s:
@@ -113,6 +120,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def list_credentials(store, org_id: int | None = None) -> list[dict]:
+    from sqlalchemy import select
+
+    from .storage import Organisation, PackageCredential
+
     with store._session() as s:
         query = select(PackageCredential, Organisation.name).join(Organisation,
                                                                   PackageCredential.org_id == Organisation.id)
@@ -123,6 +134,10 @@ def list_credentials(store, org_id: int | None = None) -> list[dict]:
 
 def revoke_credential(store, cred_id: str, org_id: int | None = None) -> bool:
     """Revoke at once (the next launch is refused). ``org_id`` scopes it to one organisation."""
+    from sqlalchemy import select
+
+    from .storage import PackageCredential
+
     with store._session() as s:
         c = s.scalar(select(PackageCredential).where(PackageCredential.cred_id == cred_id))
         if c is None or c.revoked_at is not None or (org_id is not None and c.org_id != org_id):
@@ -135,6 +150,10 @@ def revoke_credential(store, cred_id: str, org_id: int | None = None) -> bool:
 def authenticate(store, credential: str, origin: str | None = None) -> tuple[Organisation, PackageCredential]:
     """The organisation and credential behind ``credential``, or CredentialError. 403 is
     said only when the secret matches, so a guesser learns nothing."""
+    from sqlalchemy import select
+
+    from .storage import Organisation, PackageCredential, hash_key
+
     credential = (credential or "").strip()
     if not CREDENTIAL_SHAPE.match(credential):
         raise CredentialError(401, "a package credential is required (pk_<id>.<secret>)")

@@ -35,9 +35,14 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """A real Streamlit server on loopback with its own data dir."""
-    url, stop = _browser.start_app(tmp_path_factory.mktemp("browser-data"), timeout_s=60)
+def app_data(tmp_path_factory):
+    return tmp_path_factory.mktemp("browser-data")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_data):
+    """A real Streamlit server on loopback with its own (fresh) data dir."""
+    url, stop = _browser.start_app(app_data, timeout_s=60)
     yield url
     stop()
 
@@ -321,3 +326,17 @@ def test_embed_with_a_forged_token_is_refused(app_url, page, tmp_path):
     assert page.locator("textarea").count() == 0
     assert page.get_by_text("Traceback").count() == 0
     save_shot(page, tmp_path, "browser_embed_refused.png")
+
+
+def test_a_fresh_install_logs_no_database_error(app_url, app_data, page):
+    """The server's xAPI sender starts once the warm-up has migrated the attempts store:
+    started before, it queried a database without tables ("no such table: org_lrs")."""
+    import time
+
+    page.goto(app_url)
+    page.locator("textarea").first.wait_for(timeout=60_000)
+    log = app_data / "streamlit.log"
+    # the sender polls as soon as it starts; give a server started just now 20 s for it
+    time.sleep(max(0.0, 20 - (time.time() - log.stat().st_ctime)))
+    text = log.read_text(errors="replace")
+    assert "no such table" not in text and "OperationalError" not in text, text[-2000:]

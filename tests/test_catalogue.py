@@ -76,3 +76,26 @@ def test_an_unreadable_probe_file_reads_as_missing(tmp_path):
     assert Probe.load(bad) is None
     bad.write_bytes(b"")
     assert Probe.load(bad) is None
+
+
+def test_phrasing_files_may_add_harm_examples_and_name_only_known_harms(tmp_path, knowledge):
+    """knowledge/phrasings/*.yaml may hold a ``harms:`` section (more examples per harm and
+    language, as knowledge/candidates/harms_more.yaml does); an unknown harm id is an error."""
+    import shutil
+
+    import pytest
+    from conftest import REPO
+
+    from calmcall.catalogue import load_catalogue
+    from calmcall.knowledge import KnowledgeError
+
+    root = tmp_path / "knowledge"
+    shutil.copytree(REPO / "knowledge", root, ignore=shutil.ignore_patterns("vectors", "candidates"))
+    before = len(load_catalogue(root, knowledge).harms["threat"].examples["en"])
+    (root / "phrasings" / "zz_more.yaml").write_text('harms:\n  threat:\n    en: ["I\'d tell him I know his car."]\n')
+    cat = load_catalogue(root, knowledge)
+    assert cat.harms["threat"].examples["en"][-1] == "I'd tell him I know his car."
+    assert len(cat.harms["threat"].examples["en"]) == before + 1
+    (root / "phrasings" / "zz_more.yaml").write_text('harms:\n  no_such_harm:\n    en: ["x"]\n')
+    with pytest.raises(KnowledgeError, match="no_such_harm"):
+        load_catalogue(root, knowledge)

@@ -145,7 +145,15 @@ def test_parsed_yaml_cache_returns_what_yaml_returns(tmp_path):
     assert broken.parse(text) == first
 
 
+def _fresh_process_ok(code: str) -> None:
+    """Run ``code`` in a new interpreter in the repository; it prints "ok" when its checks pass."""
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
 def test_long_texts_do_not_load_every_language_model():
+    """A long text reads the same with the trigram-only detector as with the full one
+    (lingua uses trigrams alone from 120 letters): the CLI need not load the rest."""
     code = textwrap.dedent("""
         from calmcall import language as L
         text = open("eval/grading.jsonl").readline()
@@ -153,14 +161,30 @@ def test_long_texts_do_not_load_every_language_model():
         lang = L.detect(text)
         assert not L.full_detector_loaded(), "the full detector was built"
         assert lang == "en"
-        values = L._on_demand_detector().compute_language_confidence_values(" ".join(text.split())[:1000])
-        full = L._detector().compute_language_confidence_values(" ".join(text.split())[:1000])
+        sample = " ".join(text.split())[:1000]
+        values = L._get("trigram").compute_language_confidence_values(sample)
+        full = L._get("full").compute_language_confidence_values(sample)
         assert [v.language for v in values] == [v.language for v in full]
         assert all(abs(a.value - b.value) < 1e-12 for a, b in zip(values, full))
         print("ok")
     """)
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+    _fresh_process_ok(code)
+
+
+def test_short_texts_load_the_full_models_only_when_the_trigrams_are_unsure():
+    """A clear short question is read with the trigram models alone; one they leave in
+    doubt ("What is the capital of France?" reads as Dutch to them) gets the full models
+    and the same answer as a process that had loaded them."""
+    code = textwrap.dedent("""
+        from calmcall import language as L
+        assert L.detect("Hur lugnar jag en arg kund som skriker i telefonen?") == "sv"
+        assert L.detect("Cosa faccio se un cliente mi insulta al telefono?") == "it"
+        assert not L.full_detector_loaded(), "a clear short text built the full detector"
+        assert L.detect("What is the capital of France?") == "en"
+        assert L.full_detector_loaded()
+        print("ok")
+    """)
+    _fresh_process_ok(code)
 
 
 # -- the Coach -------------------------------------------------------------------------
@@ -206,15 +230,21 @@ runpy.run_module("calmcall", run_name="__main__")
 """
 
 
-def _imported(settings, *args, stdin: bytes | None = None) -> list[str]:
+def _command_report(script: str, marker: str, settings, *args, stdin: bytes | None = None):
+    """Run a CLI command under ``script`` (which wraps it and prints ``marker`` + JSON on
+    stderr) in a new process on ``settings``' data dir; the JSON it printed last."""
     import os
 
     env = {**os.environ, "CALMCALL_DATA_DIR": str(settings.data_dir)}
-    r = subprocess.run([sys.executable, "-c", IMPORTS, *args], input=stdin, capture_output=True, cwd=REPO,
+    r = subprocess.run([sys.executable, "-c", script, *args], input=stdin, capture_output=True, cwd=REPO,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr.decode()
-    line = [x for x in r.stderr.decode().splitlines() if x.startswith("MODULES ")][-1]
-    return json.loads(line.removeprefix("MODULES "))
+    line = [x for x in r.stderr.decode().splitlines() if x.startswith(marker + " ")][-1]
+    return json.loads(line.removeprefix(marker + " "))
+
+
+def _imported(settings, *args, stdin: bytes | None = None) -> list[str]:
+    return _command_report(IMPORTS, "MODULES", settings, *args, stdin=stdin)
 
 
 def test_commands_import_only_what_they_need(coach, settings):
@@ -224,6 +254,26 @@ def test_commands_import_only_what_they_need(coach, settings):
     assert _imported(settings, "index") == []
     # search queries Chroma; bm25s brings scipy.sparse
     assert set(_imported(settings, "search", "What if the caller swears at me?")) <= {"chromadb", "scipy"}
+
+
+def test_the_first_page_imports_no_database_layer():
+    """What the router and the practice page import to draw (the launch helpers of
+    calmcall.scorm, the UI strings): no SQLAlchemy, which the first page after a server
+    start would otherwise pay ~0.5 s for; and the practice page imports the store only
+    inside its submit callback."""
+    import ast
+
+    code = textwrap.dedent("""
+        import sys
+        import calmcall.scorm, calmcall.ui, calmcall.inputs
+        from views import common, _voice
+        assert "sqlalchemy" not in sys.modules, "sqlalchemy imported"
+        print("ok")
+    """)
+    _fresh_process_ok(code)
+    tree = ast.parse((REPO / "views" / "practice.py").read_text("utf-8"))
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [n for n in top if isinstance(n, ast.ImportFrom) and n.module == "calmcall.storage"]
 
 
 def test_a_failed_warm_up_is_reported_and_tried_again(tmp_path):
@@ -281,14 +331,7 @@ runpy.run_module("calmcall", run_name="__main__")
 
 
 def _counts(settings, *args, stdin: bytes | None = None) -> dict:
-    import os
-
-    env = {**os.environ, "CALMCALL_DATA_DIR": str(settings.data_dir)}
-    r = subprocess.run([sys.executable, "-c", COUNTS, *args], input=stdin, capture_output=True, cwd=REPO,
-                       env=env, timeout=300)
-    assert r.returncode == 0, r.stderr.decode()
-    line = [x for x in r.stderr.decode().splitlines() if x.startswith("COUNTS ")][-1]
-    return json.loads(line.removeprefix("COUNTS "))
+    return _command_report(COUNTS, "COUNTS", settings, *args, stdin=stdin)
 
 
 def test_libyaml_parses_the_knowledge():

@@ -100,6 +100,46 @@ def test_langchain_view_searches_the_same_collection(tmp_path, e5):
     assert docs[0].metadata["passage"] == "t#p3"
 
 
+def test_matrix_only_index_never_writes_chroma_and_is_incremental(tmp_path, e5):
+    """The catalogue phrasings are read back whole, never searched: they live in their
+    own file (the cache's exact vectors), not in a Chroma collection."""
+    import numpy as np
+
+    s = Settings(data_dir=tmp_path)
+    idx = VectorIndex(s, e5, _docs(), "fp1", name="tst_catalogue", side="query")
+    assert idx.matrix_only and idx.staleness() == "no index yet"
+    first = idx.build()
+    assert first.added == 6 and idx.staleness() == ""
+    assert not s.resolved_chroma_path.exists(), "Chroma was opened for a matrix-only index"
+    ids, metas, matrix = VectorIndex(s, e5, _docs(), "fp1", name="tst_catalogue", side="query").all_vectors()
+    texts = [_docs()[i][0] for i in ids]
+    assert np.allclose(matrix, e5.query(texts), atol=1e-5) and metas[0]["lang"] == "en"
+    again = VectorIndex(s, e5, _docs(5, " (edited)"), "fp2", name="tst_catalogue", side="query")
+    assert "knowledge files changed" in again.staleness()
+    rep = again.build()
+    assert (rep.added, rep.updated, rep.deleted, rep.unchanged) == (0, 1, 1, 4)
+    with pytest.raises(Exception, match="matrix"):
+        again.query(matrix[0])
+    (tmp_path / "matrices" / "tst_catalogue.npz").write_bytes(b"garbage")
+    broken = VectorIndex(s, e5, _docs(5, " (edited)"), "fp2", name="tst_catalogue", side="query")
+    assert broken.staleness() == "no index yet"  # unreadable: rebuilt, not trusted
+    assert len(broken.all_vectors()[0]) == 5
+
+
+def test_fresh_build_snapshot_matches_what_chroma_holds(tmp_path, e5):
+    """A fresh build writes its snapshot from the vectors it just wrote (no read-back):
+    they must be what Chroma serves."""
+    import numpy as np
+
+    s = Settings(data_dir=tmp_path)
+    VectorIndex(s, e5, _docs(), "fp1", name="tst").build()
+    served = VectorIndex(s, e5, _docs(), "fp1", name="tst")
+    ids, _, snap = served.all_vectors()
+    got = served._collection.get(ids=ids, include=["embeddings"])
+    chroma = dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32)))
+    assert np.allclose(snap, np.vstack([chroma[i] for i in ids]), atol=1e-6)
+
+
 @pytest.mark.chroma_server
 def test_http_client_against_a_real_chroma_server(chroma_url, e5, tmp_path):
     s = Settings(data_dir=tmp_path, chroma_url=chroma_url)

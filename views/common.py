@@ -72,6 +72,9 @@ def wait_for_server(timeout: float = 10.0) -> None:
             time.sleep(0.1)
 
 
+_serving = False  # imported by `streamlit run app.py` (not by AppTest): set on the first call
+
+
 def start_warm_up(server: bool = False):
     """Load the Coach in a background thread: called when the server imports app.py
     (``server=True``: models and index load as soon as the server is up, not on the first
@@ -81,9 +84,20 @@ def start_warm_up(server: bool = False):
     from calmcall.coach import start_warm_up as start
 
     # The first page needs knowledge and catalogue only; the attempts store (SQLAlchemy,
-    # Alembic: ~0.5 s) opens right after it, before the models
-    return start(get_settings(), extra=warm_sample_steps(), then=(open_store,),
+    # Alembic: ~0.5 s) opens right after it, before the models; the server's xAPI sender
+    # starts once the store is migrated (before, it found no tables on a fresh install)
+    global _serving
+    _serving = _serving or server  # a warm-up retried from a page run starts the sender too
+    then = (open_store, start_xapi_sender) if _serving else (open_store,)
+    return start(get_settings(), extra=warm_sample_steps(), then=then,
                  settle=wait_for_server if server else None, pause=PAGE_RUNS.wait_idle)
+
+
+def start_xapi_sender(coach) -> None:
+    """xAPI statements of attempts made in this server go to the LRS (calmcall/xapi.py)."""
+    from calmcall.xapi import start_app_sender
+
+    start_app_sender(coach.settings)
 
 
 def drawing():

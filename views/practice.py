@@ -12,7 +12,6 @@ import streamlit as st
 
 from calmcall import scorm, ui
 from calmcall.inputs import InputError, clean_text
-from calmcall.storage import StoreUnavailable
 from views import common
 from views._voice import clear_voice, delivery_panel, voice_input
 
@@ -77,6 +76,8 @@ def submit(coach) -> None:
     so the timer, the feedback and any message all reflect this submission. The answer box
     is left as is. Who and what are read now, not when the button was drawn: a name typed
     just before the click arrives together with the click."""
+    from calmcall.storage import StoreUnavailable  # SQLAlchemy: not needed to draw the page
+
     lang = st.session_state.get("lang", "en")
     qid = st.session_state.get("qid")
     org_id, learner = common.current_learner(coach)

@@ -175,7 +175,12 @@ def test_a_harmful_answer_is_stopped_at_the_top(app_url, page, tmp_path):
     assert alert.is_visible() and "disqualifies" in alert.inner_text()
     score = int(page.get_by_test_id("stMetricValue").first.inner_text().split("/")[0])
     assert score <= 20
-    assert alert.bounding_box()["y"] < 1000  # on the first screen after submitting
+    # on the first screen after submitting: the scroll runs in a component frame that loads
+    # after the rerun settles, so give it a moment rather than read the position at once
+    alert.evaluate("e => new Promise((ok, no) => { const t0 = Date.now(); const f = () => "
+                   "e.getBoundingClientRect().top < 1000 ? ok(true) : Date.now() - t0 > 10000 ? "
+                   "no(new Error('alert at ' + e.getBoundingClientRect().top)) : setTimeout(f, 100); f(); })")
+    assert alert.bounding_box()["y"] < 1000
     save_shot(page, tmp_path, "browser_feedback_harm.png")
 
 

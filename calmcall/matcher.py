@@ -23,7 +23,7 @@ import numpy as np
 from .catalogue import Catalogue, StepBridge
 from .parsing import ParsedAnswer, parse
 from .policy import ScoringPolicy
-from .text import cue_form, is_negated, mentions_in, padded_words, words
+from .text import GAP, cue_form, is_negated, mentions_in, padded_words, words
 
 Kind = Literal["step", "anti", "harm"]
 Polarity = Literal["affirmed", "denied"]
@@ -165,6 +165,26 @@ class StepMatcher:
         cues = (table or self._cues).get(item_id, {})
         return mentions_in(padded, cues.get(lang, []) + cues.get("en", []))
 
+    def _own_harm_words(self, low: str, sentence: str, lang: str) -> list[str]:
+        """Harms whose bare words (harm_words.yaml) the unit ``low`` holds, unless the rest of
+        its sentence reports someone else's act ("when a caller calls me an idiot"); a gapped
+        cue's own words do not count as that report ("sag … auch wenn das nicht stimmt"
+        holds "auch wenn" without being one)."""
+        reported = self._reported.get(lang, []) + self._reported.get("en", [])
+        hits, sent = [], None
+        for hid, table in self._harm_words.items():
+            hit = next((c for c in table.get(lang, []) + table.get("en", []) if mentions_in(low, [c])), None)
+            if hit is None:
+                continue
+            if sent is None:
+                sent = padded_words(sentence)
+            rest = sent
+            for part in hit.split(GAP) if GAP in hit else ():
+                rest = rest.replace(f" {part.strip()}", " ", 1)
+            if not mentions_in(rest, reported):
+                hits.append(hid)
+        return hits
+
     def match(self, parsed: ParsedAnswer) -> Match:
         """Credit steps, flag anti-patterns and harms unit by unit (module docstring)."""
         us, lang = parsed.units, parsed.language
@@ -208,10 +228,7 @@ class StepMatcher:
                 cued = [hid for hid in hs if self._cue_hit(hid, low, lang, self._harm_cues)]
                 # a bare insult or mocking word: the candidate's own act, unless the sentence
                 # reports what the caller did ("when a caller calls me an idiot, I…")
-                sent = padded_words(u.sentence)
-                if not mentions_in(sent, self._reported.get(lang, []) + self._reported.get("en", [])):
-                    cued += [hid for hid in self._harm_words if hid not in cued
-                             and self._cue_hit(hid, low, lang, self._harm_words)]
+                cued += [hid for hid in self._own_harm_words(low, u.sentence, lang) if hid not in cued]
                 near = max(hs.values(), default=-1.0)
                 if hs and (cued or (prob >= p.harm_prob and near >= p.harm_sim
                                     and near >= max(raw_steps.values(), default=-1.0) + p.harm_margin)):

@@ -335,16 +335,35 @@ def padded_words(text: str) -> str:
     return " " + " ".join(words(text)) + " "
 
 
+GAP = "…"
+
+
 def cue_form(cue: str) -> str:
     """A cue as ``mentions_in`` matches it: lowercase words between spaces, matched at a word
     start ("mock" also finds "mocked"); a cue written with a trailing space ("beleidigen ")
-    keeps it and matches the whole word only ("beleidigende" is not found)."""
+    keeps it and matches the whole word only ("beleidigende" is not found). A cue with
+    ``…`` ("tell … even though it isn't true") needs its parts in that order, anything
+    between: a lie is a claim made *and* called untrue, neither alone."""
+    if GAP in cue:
+        return GAP.join(" ".join(words(part)) for part in cue.split(GAP))
     return " ".join(words(cue)) + (" " if cue.endswith(" ") else "")
 
 
+def _gapped_in(padded: str, cue: str) -> bool:
+    at = 0
+    for part in cue.split(GAP):
+        at = padded.find(f" {part}", at)
+        if at < 0:
+            return False
+        at += len(part) + 1
+    return True
+
+
 def mentions_in(padded: str, cues) -> bool:
-    """Does a ``padded_words`` text contain any cue (a word or phrase, at a word start)?"""
-    return any(f" {cue.lower()}" in padded for cue in cues)
+    """Does a ``padded_words`` text contain any cue (a word or phrase, at a word start; a
+    ``…`` cue's parts in order, ``cue_form``)?"""
+    return any(_gapped_in(padded, cue.lower()) if GAP in cue else f" {cue.lower()}" in padded
+               for cue in cues)
 
 
 def mentions(text: str, cues) -> bool:

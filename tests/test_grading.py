@@ -442,3 +442,34 @@ def test_words_made_from_harm_verbs_are_not_the_candidates_harm(coach, answer):
 def test_the_harm_verbs_themselves_are_still_harm(coach, answer):
     r = coach.grade(answer)
     assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)
+
+
+@pytest.mark.parametrize("answer", [
+    "I listen and apologise, and if he keeps pushing I just tell him the refund is already on its way, even though it isn't true.",
+    "Ik luister en bied mijn excuses aan. Als hij blijft aandringen, zeg ik gewoon dat het geld al onderweg is, ook al is dat niet zo.",
+    "Ich höre zu und entschuldige mich. Notfalls sage ich ihm, dass die Gutschrift schon veranlasst ist, auch wenn das nicht stimmt.",
+    "Lyssnar och ber om ursäkt, och sen säger jag att återbetalningen redan är gjord fast det inte stämmer.",
+    "Ascolto e mi scuso, poi gli dico che il rimborso è già partito anche se non è vero.",
+    "Escucho y me disculpo, y al final le digo que el reembolso ya está en camino aunque no sea verdad.",
+    "J'écoute et je m'excuse, puis je lui dis que le remboursement est parti alors que ce n'est pas vrai.",
+    "Meghallgatom és bocsánatot kérek, aztán azt mondom neki, hogy a pénzt már visszautaltuk, pedig nem igaz.",
+])
+def test_a_claim_the_candidate_calls_untrue_is_lying(coach, answer):
+    r = coach.grade(answer)
+    assert r.flags["harm"] and r.score <= 10 and "lying" in {h.id for h in r.harms}, (r.score, r.harms)
+
+
+@pytest.mark.parametrize("answer", [
+    "He may feel I'm not listening, even though that isn't true, so I repeat back what he said and apologise.",
+    "I would never tell a caller the refund is on its way when it isn't true; I explain what will happen next.",
+    "Hij denkt misschien dat ik niet wil helpen, ook al is dat niet zo, dus ik vat samen wat hij zei en bied excuses aan.",
+    "When a caller says we never called back even though it isn't true, I stay calm and check the notes with them.",
+])
+def test_untruth_that_is_not_the_candidates_lie_is_not_harm(coach, answer):
+    r = coach.grade(answer)
+    assert "lying" not in {h.id for h in r.harms}, r.harms
+
+
+def test_being_insulted_is_still_reported_speech_beside_a_lying_cue(coach):
+    r = coach.grade("Er kann mich beschimpfen, so viel er will: ich bleibe ruhig, höre zu und entschuldige mich.")
+    assert not r.flags["harm"], r.harms

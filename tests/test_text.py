@@ -4,7 +4,7 @@ eight languages (pure text: no model)."""
 import pytest
 
 from calmcall.parsing import parse
-from calmcall.text import injection_spans, is_negated, is_others, units
+from calmcall.text import cue_form, injection_spans, is_negated, is_others, mentions_in, padded_words, units
 
 NEGATED = [
     ("en", "I would not apologise, because it was not our fault."),
@@ -139,3 +139,15 @@ def test_parse_drops_repeats_and_marks_sarcasm_and_talking_points():
     assert p.any_statement  # talking points state what the candidate will do
     p = parse("listen, calm, empathy, sorry, options", 20000)
     assert not p.any_statement
+
+
+@pytest.mark.parametrize("text, found", [
+    ("I just tell him the refund is on its way, even though it isn't true.", True),
+    ("I'm telling her it's fixed even though it isn't true", True),
+    ("Even though it isn't true, I tell him", False),  # the parts in order only
+    ("I tell him I understand how frustrating this is.", False),  # the claim alone
+    ("He thinks I'm not listening, even though it isn't true.", False),  # the untruth alone
+])
+def test_a_gapped_cue_needs_its_parts_in_order(text, found):
+    cue = cue_form("tell … even though it isn't true")
+    assert mentions_in(padded_words(text), [cue]) is found

@@ -168,7 +168,29 @@ def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev
         out[name] = m
     print(f"grade latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, p95 {np.percentile(lat, 95) * 1000:.0f} ms")
     out["copies"] = eval_copies(coach)
+    out["lying"] = eval_lying(coach)
     return out
+
+
+def eval_lying(coach: Coach) -> dict:
+    """Lies told by the candidate vs answers that only mention untruth (the caller's false
+    claim, a refusal to lie, "which isn't true" about a feeling); eval/grading_lying_blind.jsonl,
+    written and labelled blind by a helper that saw no code, phrasings or eval data, before any
+    grader output existed. Frozen: never tuned on."""
+    rows = load("grading_lying_blind.jsonl") if (HERE / "grading_lying_blind.jsonl").exists() else []
+    if not rows:
+        return {}
+    reports = [coach.grade(r["answer"]) for r in rows]
+    said = [any(h.id == "lying" for h in rep.harms) for rep in reports]
+    gold = [bool(r["lying"]) for r in rows]
+    tp = sum(s and g for s, g in zip(said, gold))
+    recall = tp / max(sum(gold), 1)
+    false = sum(bool(rep.harms) and not g for rep, g in zip(reports, gold))
+    capped = sum(rep.score <= 20 for rep, g in zip(reports, gold) if g)
+    print(f"-- lying: grading_lying_blind.jsonl (frozen, blind)  lying named {recall:.2f} ({tp}/{sum(gold)}), "
+          f"lies scored <= 20: {capped}/{sum(gold)}; honest answers flagged with any harm "
+          f"{false}/{len(gold) - sum(gold)}")
+    return {"recall": recall, "capped": capped / max(sum(gold), 1), "false_flags": false}
 
 
 def eval_copies(coach: Coach) -> dict:
@@ -229,6 +251,11 @@ def main() -> int:
             failures.append(f"translated-copy recall {copies.get('recall', 0):.2f}")
         if cfloor and copies.get("false_flags", 0) > cfloor["false_flags_max"]:
             failures.append(f"own-words answers flagged as copied: {copies['false_flags']}")
+        lying, lfloor = g.get("lying") or {}, th.get("lying") or {}
+        if lfloor and lying.get("recall", 0) < lfloor["recall_min"]:
+            failures.append(f"lying recall {lying.get('recall', 0):.2f}")
+        if lfloor and lying.get("false_flags", 0) > lfloor["false_flags_max"]:
+            failures.append(f"honest answers flagged as harm on the lying set: {lying['false_flags']}")
         for name, floors in th["grading"].items():
             m = g.get(name)
             if m is None:

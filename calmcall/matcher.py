@@ -23,7 +23,7 @@ import numpy as np
 from .catalogue import Catalogue, StepBridge
 from .parsing import ParsedAnswer, parse
 from .policy import ScoringPolicy
-from .text import GAP, cue_form, is_negated, mentions_in, padded_words, words
+from .text import GAP, cue_form, is_negated, is_pattern, mentions_in, padded_words, words
 
 Kind = Literal["step", "anti", "harm"]
 Polarity = Literal["affirmed", "denied"]
@@ -179,8 +179,8 @@ class StepMatcher:
             if sent is None:
                 sent = padded_words(sentence)
             rest = sent
-            for part in hit.split(GAP) if GAP in hit else ():
-                rest = rest.replace(f" {part.strip()}", " ", 1)
+            for alt in hit.replace(GAP, "|").split("|") if is_pattern(hit) else ():
+                rest = rest.replace(f" {alt.strip()}", " ", 1)
             if not mentions_in(rest, reported):
                 hits.append(hid)
         return hits

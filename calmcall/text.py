@@ -125,15 +125,15 @@ FIRST_PERSON = {
 # "Some colleagues shout back": a behaviour described as someone else's is not the
 # candidate's (neither an anti-pattern held against them nor a step credited to them).
 _OTHERS = {
-    "en": r"^(?:(?:some|many|most|other|a lot of|lots of|plenty of|too many|my|our)\s+)?(?:colleagues?|co-?workers|agents|reps|people|staff|operators|others|managers)\b"
+    "en": r"^(?:(?:some|many|most|other|a lot of|lots of|plenty of|too many|my|our|a|an|one|another|one of my|a former)\s+)?(?:colleagues?|co-?workers?|co workers?|agents?|reps|people|staff|operators|others|managers)\b"
           r"|^(?:some|many|most) (?:of them|people)\b|^others\b|^they\b(?=.*\bi\b)",
-    "sv": r"^(?:(?:vissa|många|de flesta|andra|en del)\s+)?(?:kollegor|kolleger|handläggare|agenter|folk|personer|andra)\b|^vissa\b",
-    "hu": r"^(?:(?:egyes|sok|néhány|más|a legtöbb)\s+)?(?:kolléga|kollégák|munkatárs|ügyintéző|ember)\w*\b|^vannak, akik\b|^egyesek\b",
-    "it": r"^(?:(?:alcuni|molti|tanti|altri|certi|la maggior parte dei)\s+)?(?:colleghi|operatori|agenti|persone)\b|^alcuni\b|^c'è chi\b",
-    "nl": r"^(?:(?:sommige|veel|de meeste|andere)\s+)?(?:collega's|collegas|medewerkers|agenten|mensen)\b|^sommigen\b",
-    "de": r"^(?:(?:manche|viele|einige|andere|die meisten)\s+)?(?:kollegen|kolleginnen|mitarbeiter|agenten|leute)\b|^manche\b",
-    "es": r"^(?:(?:algunos|muchos|otros|la mayoría de)\s+)?(?:compañeros|colegas|agentes|operadores|personas)\b|^algunos\b|^hay quien\b",
-    "fr": r"^(?:(?:certains|beaucoup de|d'autres|la plupart des)\s+)?(?:collègues|agents|conseillers|gens|personnes)\b|^certains\b|^d'autres\b",
+    "sv": r"^(?:(?:vissa|många|de flesta|andra|en del|en|min|mina|en annan)\s+)?(?:kollegor|kolleger|kollega|kollegan|handläggare|agenter|folk|personer|andra)\b|^vissa\b",
+    "hu": r"^(?:(?:egyes|sok|néhány|más|a legtöbb|egy|az egyik|egyik|a|az)\s+)?(?:kollég|munkatárs|ügyintéző|ember)\w*\b|^vannak, akik\b|^egyesek\b",
+    "it": r"^(?:(?:alcuni|molti|tanti|altri|certi|la maggior parte dei|un|una|il mio|la mia|un mio|una mia|i miei)\s+)?(?:colleghi|colleghe|collega|operatori|agenti|persone)\b|^alcuni\b|^c'è chi\b",
+    "nl": r"^(?:(?:sommige|veel|de meeste|andere|een|mijn|een andere)\s+)?(?:collega's|collegas|collega|medewerkers|agenten|mensen)\b|^sommigen\b",
+    "de": r"^(?:(?:manche|viele|einige|andere|die meisten|ein|eine|mein|meine|ein anderer|eine andere)\s+)?(?:kollegen|kolleginnen|kollege|kollegin|mitarbeiter|agenten|leute)\b|^manche\b",
+    "es": r"^(?:(?:algunos|muchos|otros|la mayoría de|un|una|mi|mis|otro|otra)\s+)?(?:compañeros|compañeras|compañero|compañera|colegas|colega|agentes|operadores|personas)\b|^algunos\b|^hay quien\b",
+    "fr": r"^(?:(?:certains|beaucoup de|d'autres|la plupart des|un|une|mon|ma|mes|un autre|une autre)\s+)?(?:collègues|collègue|agents|conseillers|conseillère|conseiller|gens|personnes)\b|^certains\b|^d'autres\b",
 }
 # "Instead of shouting back, I lower my voice": what follows the marker is rejected.
 _INSTEAD = {
@@ -343,26 +343,33 @@ def cue_form(cue: str) -> str:
     start ("mock" also finds "mocked"); a cue written with a trailing space ("beleidigen ")
     keeps it and matches the whole word only ("beleidigende" is not found). A cue with
     ``…`` ("tell … even though it isn't true") needs its parts in that order, anything
-    between: a lie is a claim made *and* called untrue, neither alone."""
-    if GAP in cue:
-        return GAP.join(" ".join(words(part)) for part in cue.split(GAP))
+    between: a lie is a claim made *and* called untrue, neither alone; a part may list
+    alternatives with ``|`` ("tell|promise … knowing full well")."""
+    if is_pattern(cue):  # "tell|say … which isn't true": any one of a part's "|" alternatives
+        return GAP.join("|".join(" ".join(words(alt)) for alt in part.split("|")) for part in cue.split(GAP))
     return " ".join(words(cue)) + (" " if cue.endswith(" ") else "")
+
+
+def is_pattern(cue: str) -> bool:
+    """A cue with parts (``…``) or alternatives (``|``), matched by parts (``cue_form``)."""
+    return GAP in cue or "|" in cue
 
 
 def _gapped_in(padded: str, cue: str) -> bool:
     at = 0
     for part in cue.split(GAP):
-        at = padded.find(f" {part}", at)
-        if at < 0:
+        found = [(i, len(alt)) for alt in part.split("|") if (i := padded.find(f" {alt}", at)) >= 0]
+        if not found:
             return False
-        at += len(part) + 1
+        i, n = min(found)
+        at = i + n + 1
     return True
 
 
 def mentions_in(padded: str, cues) -> bool:
     """Does a ``padded_words`` text contain any cue (a word or phrase, at a word start; a
     ``…`` cue's parts in order, ``cue_form``)?"""
-    return any(_gapped_in(padded, cue.lower()) if GAP in cue else f" {cue.lower()}" in padded
+    return any(_gapped_in(padded, cue.lower()) if is_pattern(cue) else f" {cue.lower()}" in padded
                for cue in cues)
 
 

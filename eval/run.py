@@ -174,23 +174,27 @@ def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev
 
 def eval_lying(coach: Coach) -> dict:
     """Lies told by the candidate vs answers that only mention untruth (the caller's false
-    claim, a refusal to lie, "which isn't true" about a feeling); eval/grading_lying_blind.jsonl,
-    written and labelled blind by a helper that saw no code, phrasings or eval data, before any
-    grader output existed. Frozen: never tuned on."""
-    rows = load("grading_lying_blind.jsonl") if (HERE / "grading_lying_blind.jsonl").exists() else []
-    if not rows:
-        return {}
-    reports = [coach.grade(r["answer"]) for r in rows]
-    said = [any(h.id == "lying" for h in rep.harms) for rep in reports]
-    gold = [bool(r["lying"]) for r in rows]
-    tp = sum(s and g for s, g in zip(said, gold))
-    recall = tp / max(sum(gold), 1)
-    false = sum(bool(rep.harms) and not g for rep, g in zip(reports, gold))
-    capped = sum(rep.score <= 20 for rep, g in zip(reports, gold) if g)
-    print(f"-- lying: grading_lying_blind.jsonl (frozen, blind)  lying named {recall:.2f} ({tp}/{sum(gold)}), "
-          f"lies scored <= 20: {capped}/{sum(gold)}; honest answers flagged with any harm "
-          f"{false}/{len(gold) - sum(gold)}")
-    return {"recall": recall, "capped": capped / max(sum(gold), 1), "false_flags": false}
+    claim, a refusal to lie, a colleague's lie put right, "which isn't true" about a feeling).
+    ``dev`` (eval/grading_lying_dev.jsonl): the lying cues of knowledge/harm_words.yaml were
+    written from it. ``blind`` (eval/grading_lying_blind.jsonl): written and labelled by a
+    helper that saw no code, phrasings or eval data, before any grader output existed; frozen,
+    never tuned on. Each written by a different helper."""
+    out = {}
+    for name, file in (("dev", "grading_lying_dev.jsonl"), ("blind", "grading_lying_blind.jsonl")):
+        if not (HERE / file).exists():
+            continue
+        rows = load(file)
+        reports = [coach.grade(r["answer"]) for r in rows]
+        said = [any(h.id == "lying" for h in rep.harms) for rep in reports]
+        gold = [bool(r["lying"]) for r in rows]
+        tp = sum(s and g for s, g in zip(said, gold))
+        recall = tp / max(sum(gold), 1)
+        false = sum(bool(rep.harms) and not g for rep, g in zip(reports, gold))
+        capped = sum(rep.score <= 20 for rep, g in zip(reports, gold) if g)
+        print(f"-- lying {name}: {file}  lying named {recall:.2f} ({tp}/{sum(gold)}), lies scored <= 20: "
+              f"{capped}/{sum(gold)}; honest answers flagged with any harm {false}/{len(gold) - sum(gold)}")
+        out[name] = {"recall": recall, "capped": capped / max(sum(gold), 1), "false_flags": false}
+    return out
 
 
 def eval_copies(coach: Coach) -> dict:
@@ -251,11 +255,15 @@ def main() -> int:
             failures.append(f"translated-copy recall {copies.get('recall', 0):.2f}")
         if cfloor and copies.get("false_flags", 0) > cfloor["false_flags_max"]:
             failures.append(f"own-words answers flagged as copied: {copies['false_flags']}")
-        lying, lfloor = g.get("lying") or {}, th.get("lying") or {}
-        if lfloor and lying.get("recall", 0) < lfloor["recall_min"]:
-            failures.append(f"lying recall {lying.get('recall', 0):.2f}")
-        if lfloor and lying.get("false_flags", 0) > lfloor["false_flags_max"]:
-            failures.append(f"honest answers flagged as harm on the lying set: {lying['false_flags']}")
+        for name, lfloor in (th.get("lying") or {}).items():
+            lying = (g.get("lying") or {}).get(name)
+            if lying is None:
+                failures.append(f"lying set {name} missing")
+                continue
+            if lying["recall"] < lfloor["recall_min"]:
+                failures.append(f"lying {name} recall {lying['recall']:.2f}")
+            if lying["false_flags"] > lfloor["false_flags_max"]:
+                failures.append(f"honest answers flagged as harm on the lying {name} set: {lying['false_flags']}")
         for name, floors in th["grading"].items():
             m = g.get(name)
             if m is None:

@@ -473,3 +473,30 @@ def test_untruth_that_is_not_the_candidates_lie_is_not_harm(coach, answer):
 def test_being_insulted_is_still_reported_speech_beside_a_lying_cue(coach):
     r = coach.grade("Er kann mich beschimpfen, so viel er will: ich bleibe ruhig, höre zu und entschuldige mich.")
     assert not r.flags["harm"], r.harms
+
+
+@pytest.mark.parametrize("answer", [
+    "I listen and apologise. If I need a break I'd pretend to transfer him and just put him back in the queue.",
+    "Ich höre zu. Dann würde ich ein bisschen flunkern und sagen, dass das Ticket schon angelegt ist.",
+    "Ik blijf kalm. Als hij doorgaat, doe ik alsof ik doorverbind, maar ik zet hem terug in de wachtrij.",
+    "Resto calmo e mi scuso, poi mi inventerei una regola per chiudere la discussione.",
+    "Je reste calme, puis je fais semblant de le transférer à ma responsable.",
+    "Mantengo la calma y, si insiste, hago como que lo paso con mi supervisor.",
+])
+def test_pretending_and_inventing_rules_are_lying(coach, answer):
+    r = coach.grade(answer)
+    assert "lying" in {h.id for h in r.harms} and r.score <= 10, (r.score, r.harms)
+
+
+@pytest.mark.parametrize("answer", [
+    # someone else's lie, put right (a singular colleague is someone else too)
+    "Ein Kollege hatte einem Kunden gesagt, die Gutschrift sei schon gebucht, was nicht stimmte. Ich habe mich entschuldigt und sie sofort gebucht.",
+    "A colleague had told him the refund was processed, which wasn't true. I apologised, told him the truth and processed it myself.",
+    "Een collega had gezegd dat het pakket onderweg was, wat niet klopte. Ik bood excuses aan en regelde het meteen.",
+    # refusing to lie
+    "Wenn jemand den Vorgesetzten verlangt und ich es nicht weiß, bluffe ich nicht: ich frage nach und verbinde ihn wirklich.",
+    "I would never pretend to transfer a caller; I tell them honestly what I can do and apologise for the wait.",
+])
+def test_others_lies_and_refusals_are_not_the_candidates_lie(coach, answer):
+    r = coach.grade(answer)
+    assert "lying" not in {h.id for h in r.harms}, r.harms

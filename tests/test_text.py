@@ -151,3 +151,26 @@ def test_parse_drops_repeats_and_marks_sarcasm_and_talking_points():
 def test_a_gapped_cue_needs_its_parts_in_order(text, found):
     cue = cue_form("tell … even though it isn't true")
     assert mentions_in(padded_words(text), [cue]) is found
+
+
+@pytest.mark.parametrize("lang, text", [
+    ("en", "A colleague once told a caller the refund was done"),
+    ("sv", "En kollega sa till kunden att allt var klart"),
+    ("hu", "Egy kollégám azt mondta az ügyfélnek"),
+    ("it", "Un collega aveva detto al cliente"),
+    ("nl", "Een collega had de klant beloofd"),
+    ("de", "Ein Kollege hatte dem Kunden gesagt"),
+    ("es", "Una compañera le dijo al cliente"),
+    ("fr", "Une collègue avait dit au client"),
+])
+def test_a_single_colleague_is_someone_else(lang, text):
+    assert is_others(text, lang)
+
+
+@pytest.mark.parametrize("lang, text", [
+    ("en", "I told my colleague what had happened"),
+    ("de", "Ich sage dem Kollegen Bescheid"),
+    ("fr", "Je préviens ma collègue"),
+])
+def test_telling_a_colleague_is_still_the_candidates_act(lang, text):
+    assert not is_others(text, lang)

@@ -500,3 +500,19 @@ def test_pretending_and_inventing_rules_are_lying(coach, answer):
 def test_others_lies_and_refusals_are_not_the_candidates_lie(coach, answer):
     r = coach.grade(answer)
     assert "lying" not in {h.id for h in r.harms}, r.harms
+
+
+@pytest.mark.parametrize("answer", [
+    "So merkt der Kunde, dass er Sie nicht weiter beschimpfen kann, und ich bleibe freundlich und höre zu.",
+    "Il a commencé par me dire qu'il allait tout poster sur les réseaux sociaux. Je suis resté calme et je l'ai écouté.",
+    "Je résume avec mes mots : « Vous n'avez plus de connexion depuis jeudi. » Puis je m'excuse et je propose un technicien.",
+    "Ik zou meteen alarm slaan bij mijn teamleider, rustig blijven en het gesprek vastleggen.",
+])
+def test_words_inside_other_words_and_the_callers_intent_are_not_harm(coach, answer):
+    r = coach.grade(answer)
+    assert not r.flags["harm"], r.harms
+
+
+def test_a_whole_word_insult_is_still_one(coach):
+    r = coach.grade("J'écoute, puis franchement je lui dirais qu'elle est conne et je raccrocherais.")
+    assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)

@@ -174,3 +174,15 @@ def test_a_single_colleague_is_someone_else(lang, text):
 ])
 def test_telling_a_colleague_is_still_the_candidates_act(lang, text):
     assert not is_others(text, lang)
+
+
+@pytest.mark.parametrize("text, found", [
+    ("I'd promise a callback today, which isn't true.", True),
+    ("I'd say it's shipped, which isn't true.", True),
+    ("I'd promise a callback today.", False),
+    ("I pretend to transfer him.", True),   # one part, alternatives
+    ("I pretend not to hear the insult.", False),
+])
+def test_cue_alternatives(text, found):
+    cues = [cue_form("tell|say|promise … which isn't true"), cue_form("pretend to transfer|pretend to put")]
+    assert mentions_in(padded_words(text), cues) is found

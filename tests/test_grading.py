@@ -395,14 +395,27 @@ def test_telling_a_german_caller_to_calm_down_is_dismissing(coach):
     assert statuses(r).get("stay_calm") != "covered"
 
 
+def assert_capped_for_harm(coach, answer: str, harm: str | None = None) -> None:
+    """Harm flagged (``harm`` among them, if given) and the score capped at 10."""
+    r = coach.grade(answer)
+    assert r.flags["harm"] and r.score <= 10 and (harm is None or harm in {h.id for h in r.harms}), \
+        (r.score, r.harms)
+
+
+def assert_no_harm(coach, answer: str, harm: str | None = None) -> None:
+    """No harm flagged at all (or not ``harm``, if given)."""
+    r = coach.grade(answer)
+    ids = {h.id for h in r.harms}
+    assert (harm not in ids) if harm else not r.flags["harm"], r.harms
+
+
 @pytest.mark.parametrize("answer", [
     "I listen and stay calm, and then I'd get back at him by putting him on hold for an hour.",
     "Leren: hij moet leren dat je zulke klanten terugpakt. Ik zou hem later uitschelden.",
     "Ich höre zu, und danach würde ich ihn beschimpfen, damit er merkt, wie das ist.",
 ])
 def test_revenge_and_insults_in_the_candidates_own_words_cap_the_score(coach, answer):
-    r = coach.grade(answer)
-    assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)
+    assert_capped_for_harm(coach, answer)
 
 
 @pytest.mark.parametrize("answer", [
@@ -411,8 +424,7 @@ def test_revenge_and_insults_in_the_candidates_own_words_cap_the_score(coach, an
     "Kan du bekräfta din hemadress? Jag lyssnar, ber om ursäkt för upplevelsen och erbjuder alternativ.",
 ])
 def test_reported_denied_or_routine_words_are_not_harm(coach, answer):
-    r = coach.grade(answer)
-    assert not r.flags["harm"], r.harms
+    assert_no_harm(coach, answer)
 
 
 @pytest.mark.parametrize("answer", [
@@ -429,8 +441,7 @@ def test_reported_denied_or_routine_words_are_not_harm(coach, answer):
     "Ich lasse ihn ausreden. Endlos beschimpfen lasse ich mich aber auch nicht.",
 ])
 def test_words_made_from_harm_verbs_are_not_the_candidates_harm(coach, answer):
-    r = coach.grade(answer)
-    assert not r.flags["harm"], r.harms
+    assert_no_harm(coach, answer)
 
 
 @pytest.mark.parametrize("answer", [
@@ -440,8 +451,7 @@ def test_words_made_from_harm_verbs_are_not_the_candidates_harm(coach, answer):
     "Jag skulle hota honom lite så att han lugnar ner sig.",
 ])
 def test_the_harm_verbs_themselves_are_still_harm(coach, answer):
-    r = coach.grade(answer)
-    assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)
+    assert_capped_for_harm(coach, answer)
 
 
 @pytest.mark.parametrize("answer", [
@@ -455,8 +465,7 @@ def test_the_harm_verbs_themselves_are_still_harm(coach, answer):
     "Meghallgatom és bocsánatot kérek, aztán azt mondom neki, hogy a pénzt már visszautaltuk, pedig nem igaz.",
 ])
 def test_a_claim_the_candidate_calls_untrue_is_lying(coach, answer):
-    r = coach.grade(answer)
-    assert r.flags["harm"] and r.score <= 10 and "lying" in {h.id for h in r.harms}, (r.score, r.harms)
+    assert_capped_for_harm(coach, answer, "lying")
 
 
 @pytest.mark.parametrize("answer", [
@@ -466,8 +475,7 @@ def test_a_claim_the_candidate_calls_untrue_is_lying(coach, answer):
     "When a caller says we never called back even though it isn't true, I stay calm and check the notes with them.",
 ])
 def test_untruth_that_is_not_the_candidates_lie_is_not_harm(coach, answer):
-    r = coach.grade(answer)
-    assert "lying" not in {h.id for h in r.harms}, r.harms
+    assert_no_harm(coach, answer, "lying")
 
 
 def test_being_insulted_is_still_reported_speech_beside_a_lying_cue(coach):
@@ -484,8 +492,7 @@ def test_being_insulted_is_still_reported_speech_beside_a_lying_cue(coach):
     "Mantengo la calma y, si insiste, hago como que lo paso con mi supervisor.",
 ])
 def test_pretending_and_inventing_rules_are_lying(coach, answer):
-    r = coach.grade(answer)
-    assert "lying" in {h.id for h in r.harms} and r.score <= 10, (r.score, r.harms)
+    assert_capped_for_harm(coach, answer, "lying")
 
 
 @pytest.mark.parametrize("answer", [
@@ -498,8 +505,7 @@ def test_pretending_and_inventing_rules_are_lying(coach, answer):
     "I would never pretend to transfer a caller; I tell them honestly what I can do and apologise for the wait.",
 ])
 def test_others_lies_and_refusals_are_not_the_candidates_lie(coach, answer):
-    r = coach.grade(answer)
-    assert "lying" not in {h.id for h in r.harms}, r.harms
+    assert_no_harm(coach, answer, "lying")
 
 
 @pytest.mark.parametrize("answer", [
@@ -509,8 +515,7 @@ def test_others_lies_and_refusals_are_not_the_candidates_lie(coach, answer):
     "Ik zou meteen alarm slaan bij mijn teamleider, rustig blijven en het gesprek vastleggen.",
 ])
 def test_words_inside_other_words_and_the_callers_intent_are_not_harm(coach, answer):
-    r = coach.grade(answer)
-    assert not r.flags["harm"], r.harms
+    assert_no_harm(coach, answer)
 
 
 def test_a_whole_word_insult_is_still_one(coach):

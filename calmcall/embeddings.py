@@ -96,6 +96,9 @@ class Embedder:
     def as_chroma(self):
         """A chroma ``EmbeddingFunction`` view, so chroma never falls back to its default
         (which would download a model)."""
+        from . import thirdparty
+
+        thirdparty.chromadb()
         from chromadb.api.types import EmbeddingFunction
 
         embedder = self

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from . import thirdparty
 from .config import Settings
 from .embeddings import Embedder, save_npz
 from .knowledge import Knowledge
@@ -83,6 +84,7 @@ class BuildReport:
 
 
 def _chroma_settings():
+    thirdparty.chromadb()
     from chromadb.config import Settings as ChromaSettings
 
     # Telemetry would try the network; portals are locked down.
@@ -90,7 +92,7 @@ def _chroma_settings():
 
 
 def _persistent_client(settings: Settings):
-    import chromadb
+    chromadb = thirdparty.chromadb()
 
     path = settings.resolved_chroma_path
     path.mkdir(parents=True, exist_ok=True)
@@ -113,7 +115,7 @@ def _persistent_client(settings: Settings):
 
 
 def _http_client(settings: Settings):
-    import chromadb
+    chromadb = thirdparty.chromadb()
 
     url = urlparse(settings.chroma_url)
     if not url.hostname:
@@ -353,6 +355,7 @@ class VectorIndex:
         """This collection as a langchain ``VectorStore``, for chains built on CalmCall's
         index. Search itself queries Chroma directly: it needs only ids and distances, and
         the wrapper's documents + metadata fetch tripled the query time (1.2 vs 3.7 ms)."""
+        thirdparty.chromadb()
         from langchain_chroma import Chroma
 
         self.open()
@@ -438,6 +441,7 @@ class VectorIndex:
                 log.warning("index snapshot %s unreadable (%s); reading Chroma", self._snapshot_path, exc)
                 self._snap = None
                 return None
+            vectors.setflags(write=False)
             snap["data"] = (list(snap["ids"]), metas, vectors)
         return snap["data"]
 
@@ -446,7 +450,7 @@ class VectorIndex:
         if path is None:
             return
         metas = [dict(m or {}) for m in metas]
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.array(vectors, dtype=np.float32)  # a copy: it is kept read-only
         if len(ids) == 0:
             vectors = np.zeros((0, self.embedder.dim), dtype=np.float32)
         meta = {"format": SNAPSHOT_FORMAT, "name": self.name, "manifest": self.manifest}
@@ -463,6 +467,7 @@ class VectorIndex:
         except OSError as exc:  # a read-only data dir: Chroma is read every start, nothing else
             log.warning("could not write the index snapshot %s (%s)", path, exc)
             return
+        vectors.setflags(write=False)
         self._snap = {"manifest": dict(self.manifest), "ids": list(ids), "hashes": hashes,
                       "data": (list(ids), metas, vectors)}
         self._snap_read = True
@@ -654,13 +659,16 @@ class VectorIndex:
                 self._snapshot_from_chroma()
 
     def all_vectors(self) -> tuple[list[str], list[dict], np.ndarray]:
+        """Ids, metadata and vectors of the whole collection. From the snapshot they are
+        shared with this index, not copied: treat them as read-only (the matrix is)."""
         data = self._snapshot_data()
         if data is None and self.matrix_only:
             self.ensure_current()
             data = self._snapshot_data()
         if data is not None:
+            # shared, not copied (10 MB for the catalogue, every process): read-only
             ids, metas, vectors = data
-            return list(ids), [dict(m) for m in metas], vectors.copy()
+            return list(ids), metas, vectors
         data = self._collection.get(include=["metadatas", "embeddings"])
         return data["ids"], data["metadatas"], _matrix(data["embeddings"], self.embedder.dim)
 

@@ -37,8 +37,11 @@ def stopwords_for(lang: str):
 
 
 def tokenize(texts: list[str], lang: str) -> list[list[str]]:
-    import bm25s
     import Stemmer
+
+    from . import thirdparty
+
+    bm25s = thirdparty.bm25s()
 
     stemmer = Stemmer.Stemmer(STEMMERS.get(lang, "english"))
     return bm25s.tokenize(
@@ -63,7 +66,9 @@ class LexicalIndex:
     def __init__(self, knowledge: Knowledge, languages: tuple[str, ...] = ("en", "sv", "hu", "it", "nl")):
         import logging
 
-        import bm25s
+        from . import thirdparty
+
+        bm25s = thirdparty.bm25s()
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets DEBUG on import
         passages = knowledge.indexable()

@@ -252,8 +252,8 @@ def test_commands_import_only_what_they_need(coach, settings):
     answer = json.loads((REPO / "eval" / "grading.jsonl").read_text().splitlines()[0])["answer"].encode()
     assert _imported(settings, "grade", "--json", stdin=answer) == []
     assert _imported(settings, "index") == []
-    # search queries Chroma; bm25s brings scipy.sparse
-    assert set(_imported(settings, "search", "What if the caller swears at me?")) <= {"chromadb", "scipy"}
+    # search queries Chroma; bm25s is imported without scipy (calmcall/thirdparty.py)
+    assert _imported(settings, "search", "What if the caller swears at me?") == ["chromadb"]
 
 
 def test_the_first_page_imports_no_database_layer():
@@ -394,3 +394,25 @@ def test_page_runs_wait_for_quiet_and_give_up_after_max_wait():
         time.sleep(0.1)
         assert not woke.is_set()
     assert woke.wait(5)
+
+
+def test_scope_reference_vectors_are_kept_apart_and_a_damaged_copy_is_embedded_again(coach, caplog):
+    """The scope check's few hundred reference vectors live in their own small file, so a
+    search process does not decompress the whole vector cache; damage costs a re-embed."""
+    r = coach.retriever
+    inside, outside = r.scope_texts()
+    vin, vout = r._scope_reference_vectors(inside, outside)
+    (path,) = (coach.settings.data_dir / "matrices").glob("scope-references-*.npz")
+    fresh_in = coach.embedder.embed_cached(inside[:3], True, None)
+    assert np.allclose(vin[:3], fresh_in, atol=1e-5) and vout.shape == (len(outside), coach.embedder.dim)
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with caplog.at_level(logging.WARNING):
+        again = r._scope_reference_vectors(inside, outside)
+    assert "ignoring unreadable" in caplog.text
+    assert np.array_equal(again[0], vin) and np.array_equal(again[1], vout)
+    with np.load(path) as z:  # rewritten whole
+        assert np.array_equal(z["inside"], vin)
+    # other texts (a changed scope_anchors.yaml) get their own file; the old one goes
+    r._scope_reference_vectors(inside, outside[:-1])
+    assert len(list(path.parent.glob("scope-references-*.npz"))) == 1 and not path.exists()
+    r._scope_reference_vectors(inside, outside)

@@ -660,13 +660,13 @@ class VectorIndex:
 
     def all_vectors(self) -> tuple[list[str], list[dict], np.ndarray]:
         """Ids, metadata and vectors of the whole collection. From the snapshot they are
-        shared with this index, not copied: treat them as read-only (the matrix is)."""
+        shared with this index, not copied (10 MB for the catalogue): treat them as read-only
+        (the matrix is)."""
         data = self._snapshot_data()
         if data is None and self.matrix_only:
             self.ensure_current()
             data = self._snapshot_data()
         if data is not None:
-            # shared, not copied (10 MB for the catalogue, every process): read-only
             ids, metas, vectors = data
             return list(ids), metas, vectors
         data = self._collection.get(include=["metadatas", "embeddings"])

@@ -4,9 +4,7 @@ Fitted on the odd-numbered ("fit") halves of eval/grading.jsonl and eval/grading
 the even halves are held out, and eval/grading_redteam.jsonl (written blind) is never read
 here. Two stages:
 1. similarity thresholds (covered / partly / anti / margin) on a small grid, maximising step
-   F1 + Spearman, subject to every answer a coach gives <= 10 scoring <= 20; then how far an
-   anti-pattern must beat the nearest step (anti_margin), on Spearman + anti-pattern F1 against
-   the labelled anti-patterns (a false one costs a good answer 20 points);
+   F1 + Spearman, subject to every answer a coach gives <= 10 scoring <= 20;
 2. the score curve: an isotonic regression of the coach's grade on the raw coverage score,
    over answers no cap applies to, so the score means what a coach's 0-100 means.
 
@@ -54,7 +52,6 @@ def run(grader, rows):
     from scipy.stats import spearmanr
 
     tp = fp = fn = 0
-    anti_tp = anti_fp = anti_fn = 0
     scored = []
     for row in rows:
         q, _, _ = grader.resolve_question(row["question"])
@@ -69,12 +66,6 @@ def run(grader, rows):
             tp += g and p
             fp += p and not g
             fn += g and not p
-        flagged = set(s.match.best("anti"))
-        gold_anti = set(row.get("anti_patterns") or [])
-        anti_tp += len(flagged & gold_anti)
-        anti_fp += len(flagged - gold_anti)
-        anti_fn += len(gold_anti - flagged)
-    anti_f1 = 2 * anti_tp / max(2 * anti_tp + anti_fp + anti_fn, 1)
     prec, rec = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
     f1 = 2 * prec * rec / max(prec + rec, 1e-9)
     scores = [s.score for s in scored]
@@ -84,7 +75,7 @@ def run(grader, rows):
     # a good answer accused of harm is as bad an error as harm let through (it is capped at 10)
     false_harm = [r["id"] for s, r in zip(scored, rows) if s.flags.get("harm") and not r.get("harm")]
     return {"spearman": rho, "f1": f1, "low_max": max((x[1] for x in low), default=0), "low_over": over,
-            "false_harm": false_harm, "anti_f1": anti_f1, "anti_tp": anti_tp, "anti_fp": anti_fp}, scored
+            "false_harm": false_harm}, scored
 
 
 def fit_curve(scored, rows) -> list[list[float]]:
@@ -134,17 +125,6 @@ def main() -> int:
         print("no setting keeps every answer labelled <= 10 at <= 20 on the fit half")
         return 1
     policy.covered, policy.partly, policy.margin, policy.anti = best[1]
-    # stage 1b: how much nearer than the nearest step an anti-pattern phrasing must be
-    best_a = None
-    for anti_margin in ([policy.anti_margin] if args.quick else [0.005, 0.01, 0.015, 0.02, 0.025]):
-        policy.anti_margin = anti_margin
-        m, _ = run(grader, fit)
-        objective = m["spearman"] + m["anti_f1"] - 0.05 * len(m["low_over"])
-        print(f"  anti margin {anti_margin}: Spearman {m['spearman']:.3f} anti F1 {m['anti_f1']:.3f} "
-              f"(right {m['anti_tp']}, wrong {m['anti_fp']}) over 20: {len(m['low_over'])}", flush=True)
-        if best_a is None or objective > best_a[0]:
-            best_a = (objective, anti_margin)
-    policy.anti_margin = best_a[1]
     # stage 2: harm detection (the probe's confidence and the nearest harm phrasing)
     best_h = None
     # harm_margin: the nearest harm phrasing must beat the nearest step phrasing by this much
@@ -173,19 +153,17 @@ def main() -> int:
     m_fit, _ = run(grader, fit)
     m_held, _ = run(grader, held)
     print(f"thresholds covered {policy.covered:.3f} partly {policy.partly:.3f} margin {policy.margin:.3f} "
-          f"anti {policy.anti:.3f} anti margin {policy.anti_margin}; harm prob {policy.harm_prob} sim {policy.harm_sim} cue prob {policy.harm_cue_prob} "
+          f"anti {policy.anti:.3f}; harm prob {policy.harm_prob} sim {policy.harm_sim} cue prob {policy.harm_cue_prob} "
           f"margin {policy.harm_margin}")
     print(f"curve {policy.curve}")
     for name, m in (("fit", m_fit), ("held-out", m_held)):
-        print(f"{name:9} Spearman {m['spearman']:.3f}  step F1 {m['f1']:.3f}  anti F1 {m['anti_f1']:.3f} "
-              f"(right {m['anti_tp']}, wrong {m['anti_fp']})  max score of a <=10 answer {m['low_max']}"
+        print(f"{name:9} Spearman {m['spearman']:.3f}  step F1 {m['f1']:.3f}  max score of a <=10 answer {m['low_max']}"
               f"  over 20: {m['low_over']}")
     if args.write:
         path = coach.settings.knowledge_dir / POLICY_FILE
         data = yaml.safe_load(path.read_text("utf-8")) if path.exists() else {}
         entry = {"covered": round(policy.covered, 4), "partly": round(policy.partly, 4),
                  "margin": round(policy.margin, 4), "anti": round(policy.anti, 4),
-                 "anti_margin": policy.anti_margin,
                  "harm_prob": policy.harm_prob, "harm_sim": policy.harm_sim, "harm_cue_prob": policy.harm_cue_prob,
                  "harm_margin": policy.harm_margin,
                  "extra_weight": policy.extra_weight,

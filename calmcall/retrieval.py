@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .config import Settings, get_settings
 from .embeddings import Embedder, load_embedder, save_npz
@@ -34,13 +35,24 @@ from .models import SearchHit, SearchResult
 log = logging.getLogger(__name__)
 SCOPE_REFS = "scope-references"  # data_dir/matrices/<this>-<hash>.npz: the scope check's reference vectors
 
-RRF_K = 10  # small corpus: let the top ranks dominate
-DENSE_K = 40  # nearest vectors per dense query (5 language versions each); 80 gave the same eval ranks, 2x the query time
-DENSE_WEIGHT = 1.0
-LEX_WEIGHT = 0.6
-Q_WEIGHT = 2.0
-BRIDGE_WEIGHT = 0.8
-OVERVIEW_DISCOUNT = 0.6  # overview passages introduce an article's steps; they hold no advice
+FUSION_FILE = "retrieval.yaml"
+
+
+class Fusion(BaseModel):
+    """``knowledge/retrieval.yaml``: how the signals are fused (the file says why each value)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rrf_k: int = Field(gt=0)
+    dense_k: int = Field(gt=0)
+    dense_weight: float = Field(ge=0)
+    queries_weight: float = Field(ge=0)
+    lexical_weight: float = Field(ge=0)
+    bridge_weight: float = Field(ge=0)
+    overview_discount: float = Field(gt=0, le=1)
+
+    @classmethod
+    def load(cls, knowledge_dir: Path) -> Fusion:
+        return cls(**(load_yaml((Path(knowledge_dir) / FUSION_FILE).read_bytes()) or {}))
 
 
 @dataclass
@@ -65,11 +77,11 @@ class Calibration:
         return cls(threshold=threshold, scale=max(spread / 4, 1e-3))
 
 
-def _rrf(rankings: list[tuple[list[str], float]]) -> dict[str, float]:
+def _rrf(rankings: list[tuple[list[str], float]], k: int) -> dict[str, float]:
     fused: dict[str, float] = {}
     for ranking, weight in rankings:
         for rank, pid in enumerate(ranking):
-            fused[pid] = fused.get(pid, 0.0) + weight / (RRF_K + rank + 1)
+            fused[pid] = fused.get(pid, 0.0) + weight / (k + rank + 1)
     return fused
 
 
@@ -92,6 +104,7 @@ class Retriever:
     ):
         self.settings = settings or get_settings()
         self.knowledge = knowledge or load_knowledge(self.settings.knowledge_dir)
+        self.fusion = Fusion.load(self.settings.knowledge_dir)
         self.embedder = embedder or load_embedder(self.settings)
         self.index = VectorIndex(
             self.settings,
@@ -262,13 +275,13 @@ class Retriever:
 
     def dense(self, vector: np.ndarray) -> dict[str, float]:
         """Best cosine per passage over all its language versions."""
-        return self._best_per_passage(self.index.query(vector, k=DENSE_K))
+        return self._best_per_passage(self.index.query(vector, k=self.fusion.dense_k))
 
     def dense_queries(self, vector: np.ndarray) -> dict[str, float]:
         """Best cosine per passage over the questions it answers (doc2query)."""
         if not self.queries.docs:
             return {}
-        return self._best_per_passage(self.queries.query(vector, k=DENSE_K))
+        return self._best_per_passage(self.queries.query(vector, k=self.fusion.dense_k))
 
     def search(self, question: str, k: int = 5, language: str | None = None,
                demote_overviews: bool = True) -> SearchResult:
@@ -281,17 +294,17 @@ class Retriever:
         dq = self.dense_queries(vector)
         lexical = self.lexical.search(question, lang)
         rankings = [
-            (_ranked(dense), DENSE_WEIGHT),
-            (_ranked(dq), Q_WEIGHT),
-            ([pid for pid, _ in lexical], LEX_WEIGHT),
+            (_ranked(dense), self.fusion.dense_weight),
+            (_ranked(dq), self.fusion.queries_weight),
+            ([pid for pid, _ in lexical], self.fusion.lexical_weight),
         ]
         if self.bridge is not None:
-            rankings.append((self.bridge.passages_for(vector), BRIDGE_WEIGHT))
-        fused = _rrf(rankings)
+            rankings.append((self.bridge.passages_for(vector), self.fusion.bridge_weight))
+        fused = _rrf(rankings, self.fusion.rrf_k)
         if demote_overviews:  # an introduction ranks after the advice it introduces
             for pid in fused:
                 if self.knowledge.is_overview(pid):
-                    fused[pid] *= OVERVIEW_DISCOUNT
+                    fused[pid] *= self.fusion.overview_discount
         order = _ranked(fused)
         cal_p, cal_q = self.calibration["passages"], self.calibration["queries"]
 

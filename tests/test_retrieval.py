@@ -1,5 +1,7 @@
 """Hybrid cross-lingual retrieval on the real index."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -78,15 +80,30 @@ def test_dense_search_returns_the_exact_nearest_vectors(coach):
     import json
     from pathlib import Path
 
-    from calmcall.retrieval import DENSE_K
-
     r = coach.retriever
+    k = r.fusion.dense_k
     rows = (Path(__file__).parents[1] / "eval" / "retrieval.jsonl").read_text("utf-8").splitlines()
     questions = [json.loads(x)["question"] for x in rows if x.strip()]
     vectors = r.embedder.query(questions)
     for index in (r.index, r.queries):
         ids, _, matrix = index.all_vectors()
         for v in vectors:
-            kth_best = np.sort(matrix @ v)[-DENSE_K]  # compared by score: robust to ties
-            scores = [s for _, s in index.query(v, k=DENSE_K)]
-            assert len(scores) == DENSE_K and min(scores) >= kth_best - 1e-5
+            kth_best = np.sort(matrix @ v)[-k]  # compared by score: robust to ties
+            scores = [s for _, s in index.query(v, k=k)]
+            assert len(scores) == k and min(scores) >= kth_best - 1e-5
+
+
+def test_fusion_settings_are_validated(tmp_path):
+    """The fusion numbers live in knowledge/retrieval.yaml; a typo or a negative weight
+    is refused when search starts, not silently ignored."""
+    import pydantic
+
+    from calmcall.retrieval import FUSION_FILE, Fusion
+
+    shipped = Fusion.load(Path(__file__).parents[1] / "knowledge")
+    assert shipped.rrf_k > 0 and shipped.dense_k >= 5
+    good = (Path(__file__).parents[1] / "knowledge" / FUSION_FILE).read_text("utf-8")
+    for bad in (good + "\nlexical_weigth: 0.5\n", good.replace("lexical_weight: 0.6", "lexical_weight: -1")):
+        (tmp_path / FUSION_FILE).write_text(bad, "utf-8")
+        with pytest.raises(pydantic.ValidationError):
+            Fusion.load(tmp_path)

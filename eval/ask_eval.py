@@ -1,7 +1,11 @@
-"""Ask measured on trainer situations: ``python eval/ask_eval.py [dev|blind|retrieval|all]``.
+"""Ask measured on trainer situations: ``python eval/ask_eval.py [dev|dev2|devs|blind|retrieval|all]``.
 
 Sets (same JSON-lines schema: id, situation, language, question, in_scope, expected_steps):
 - ``dev``: eval/ask_dev.jsonl — written for development; settings were tuned on it.
+- ``dev2``: eval/ask_trainer_dev2.jsonl — written blind by a second helper (no code or data
+  seen, labelled before any output), then used for development: its out-of-coverage
+  situations became new situations in situations.yaml (with phrasings of their own), so it is
+  fitted on too. ``devs``: both.
 - ``blind``: eval/ask_trainer_parallel.jsonl — frozen, written blind; never fitted, tuned
   or used to choose a setting. Report it separately.
 - ``retrieval``: eval/retrieval.jsonl through ``answering.evaluate_answer`` (the gold is
@@ -33,7 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-SETS = {"dev": "ask_dev.jsonl", "blind": "ask_trainer_parallel.jsonl"}
+SETS = {"dev": "ask_dev.jsonl", "dev2": "ask_trainer_dev2.jsonl", "blind": "ask_trainer_parallel.jsonl"}
 CORE = ("en", "sv", "hu", "it", "nl")
 
 
@@ -226,7 +230,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("what", nargs="?", default="dev",
-                        choices=["dev", "blind", "retrieval", "devret", "all", "scopecv"])
+                        choices=["dev", "dev2", "devs", "blind", "retrieval", "devret", "all", "scopecv"])
     parser.add_argument("--grid", default="", help="scopecv: JSON overriding the grid, e.g. "
                         "'{\"c\": [3, 10], \"min_probability\": [0.5, 0.6]}'")
     parser.add_argument("--show", action="store_true", help="print each situation's step sets")
@@ -241,7 +245,7 @@ def main() -> int:
                 "accept_probability": [0.9, 0.95], **json.loads(args.grid or "{}")}
         run_scope_cv(coach, grid)
         return 0
-    for name in {"all": ["dev", "retrieval", "blind"], "devret": ["dev", "retrieval"]}.get(args.what, [args.what]):
+    for name in {"all": ["dev", "dev2", "retrieval", "blind"], "devret": ["dev", "retrieval"], "devs": ["dev", "dev2"]}.get(args.what, [args.what]):
         out[name] = run_retrieval(coach) if name == "retrieval" else run_set(coach, name, show=args.show)
     if args.json:
         print(json.dumps(out, indent=1, default=str))

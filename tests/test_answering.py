@@ -337,3 +337,17 @@ def test_real_openai_compatible_server(coach, monkeypatch):
     a = Answerer(s, coach.retriever, coach.catalogue, coach.bridge, situations=coach.answerer.situations)
     r = a.ask("Should I put an angry customer on hold?")
     assert r.citations  # either the LLM's checked answer or the offline fallback
+
+
+@pytest.mark.parametrize("question, must", [
+    # situations a second blind trainer set showed missing (2026-12-03); none of these
+    # sentences is in situations.yaml or an eval set
+    ("During a complaint the caller told me she doesn't want to live anymore. What now?", {"safety", "transfer"}),
+    ("Een klant dreigt ons voor de rechter te slepen als we niet betalen. Hoe reageer ik?", {"facts_protocol", "document"}),
+    ("Der Anrufer hat mich wegen meines Akzents beschimpft und will mit einem 'richtigen Deutschen' reden.",
+     {"intent_limits", "end_call_policy"}),
+    ("We double-charged a customer and she is furious. What should my agent say?", {"apologise", "root_cause"}),
+])
+def test_situations_beyond_the_first_list_get_their_steps(coach, question, must):
+    r = coach.ask(question)
+    assert r.in_scope and must <= set(r.steps), (r.situation, r.steps)

@@ -50,6 +50,7 @@ class Scored:
     raw: float
     score: int
     copied_sources: list[str]
+    depth: float = 0.0  # the policy's elaboration points (ScoringPolicy.depth)
 
 
 class Grader:
@@ -166,8 +167,11 @@ class Grader:
 
         extra = sum(1 for sid, s in statuses.items() if s == "covered" and sid not in q.expected)
         raw = p.coverage([statuses[s] for s in q.required], [statuses[s] for s in q.bonus], extra)
-        score = p.score(raw, flags, len(antis))
-        return Scored(q, match, statuses, denied, flags, raw, score, sources if flags["copied"] else [])
+        # elaboration: the words of the distinct sentences carrying the question's steps
+        carrying = {us[best[sid].unit].sentence for sid in q.expected if statuses[sid] != "missing" and sid in best}
+        depth = p.depth(sum(len(words(t)) for t in carrying), raw)
+        score = p.score(raw, flags, len(antis), depth)
+        return Scored(q, match, statuses, denied, flags, raw, score, sources if flags["copied"] else [], depth)
 
 
 __all__ = ["Grader", "Scored", "Verdicts", "DEFAULT_QUESTION", "SUPPORTED"]

@@ -53,6 +53,14 @@ class ScoringPolicy:
     bonus_max: int = 2
     extra_weight: float = 0.0  # documented steps beyond the question's
     penalty_per_anti: float = 20.0
+    # depth: points for how much the answer says about the steps it covers — the words of the
+    # distinct sentences that carry the question's covered or partly covered steps:
+    # depth_weight * ln(words / depth_ref), within +-depth_max. A list of step names ("stay
+    # calm, listen, apologise") says little about each; a story of what they did says more.
+    # Repeated sentences count once; a bonus is scaled by the coverage; caps apply after it.
+    depth_weight: float = 0.0
+    depth_ref: float = 20.0
+    depth_max: float = 20.0
     min_words: int = 12
     caps: dict[str, float] = field(default_factory=lambda: {
         "injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35, "harm": 10,
@@ -128,8 +136,17 @@ class ScoringPolicy:
         xs, ys = zip(*self.curve)
         return float(np.interp(raw, xs, ys))
 
-    def score(self, coverage: float, flags: dict[str, bool], n_anti: int = 0) -> int:
-        value = self.calibrated(max(0.0, min(100.0, coverage))) - self.penalty_per_anti * n_anti
+    def depth(self, evidence_words: int, coverage: float = 100.0) -> float:
+        """Coach points for elaboration (see ``depth_weight``); 0 when nothing is covered.
+        A bonus is scaled by the coverage (0-100): words cannot stand in for the steps, so
+        padding an answer that covers two steps earns little."""
+        if evidence_words <= 0 or not self.depth_weight:
+            return 0.0
+        value = max(-self.depth_max, min(self.depth_max, self.depth_weight * float(np.log(evidence_words / self.depth_ref))))
+        return value * max(0.0, min(1.0, coverage / 100.0)) if value > 0 else value
+
+    def score(self, coverage: float, flags: dict[str, bool], n_anti: int = 0, depth: float = 0.0) -> int:
+        value = self.calibrated(max(0.0, min(100.0, coverage))) + depth - self.penalty_per_anti * n_anti
         for flag, cap in self.caps.items():
             if flags.get(flag):
                 value = min(value, cap)

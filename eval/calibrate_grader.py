@@ -2,11 +2,15 @@
 
 Fitted on the odd-numbered ("fit") halves of eval/grading.jsonl and eval/grading_shapes.jsonl;
 the even halves are held out, and eval/grading_redteam.jsonl (written blind) is never read
-here. Two stages:
+here. Stages:
 1. similarity thresholds (covered / partly / anti / margin) on a small grid, maximising step
    F1 + Spearman, subject to every answer a coach gives <= 10 scoring <= 20;
-2. the score curve: an isotonic regression of the coach's grade on the raw coverage score,
-   over answers no cap applies to, so the score means what a coach's 0-100 means.
+2. harm detection; 3. what documented steps beyond the question's add;
+4. depth (points for how much the answer says about the steps it covers, policy.depth) on a
+   small grid, each candidate with its own curve, by Spearman on the fit half;
+5. the score curve: an isotonic regression of the coach's grade, less the depth points, on
+   the raw coverage score, over answers no cap applies to, so the score means what a coach's
+   0-100 means.
 
 ``--write`` stores the result under the embedder's id in knowledge/grading_policy.yaml.
 """
@@ -79,6 +83,7 @@ def run(grader, rows):
 
 
 def fit_curve(scored, rows) -> list[list[float]]:
+    """Isotonic grade-less-depth on raw coverage: curve(raw) + depth then estimates the grade."""
     from sklearn.isotonic import IsotonicRegression
 
     xs, ys = [], []
@@ -86,7 +91,7 @@ def fit_curve(scored, rows) -> list[list[float]]:
         if not any(s.flags.get(f) for f in CAPPED) and not r.get("harm") and not r.get("copied") \
                 and not s.match.best("anti") and not r.get("anti_patterns"):
             xs.append(max(0.0, min(100.0, s.raw)))
-            ys.append(r["grade"])
+            ys.append(r["grade"] - s.depth)
     iso = IsotonicRegression(y_min=0, y_max=100, increasing=True, out_of_bounds="clip").fit(xs, ys)
     knots = np.linspace(0, 100, 11)
     values = np.maximum.accumulate(iso.predict(knots))
@@ -99,7 +104,9 @@ def main() -> int:
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--quick", action="store_true", help="keep the thresholds, fit only the curve")
     parser.add_argument("--harm-only", action="store_true", help="keep the step thresholds, fit harm and the curve")
+    parser.add_argument("--depth-only", action="store_true", help="keep thresholds, harm and extra; fit depth and the curve")
     args = parser.parse_args()
+    keep = args.quick or args.depth_only  # stages 1-3 keep the current values
     fit, held = rows_of("fit"), rows_of("held-out")
     coach = Coach()
     grader = coach.grader
@@ -113,7 +120,7 @@ def main() -> int:
     coach.embedder.query = lambda texts: cached(tuple(texts))
     policy.curve = [[0.0, 0.0], [100.0, 100.0]]
     best = None
-    grid = [(policy.covered, policy.covered - policy.partly, policy.margin, policy.anti)] if args.quick or args.harm_only else \
+    grid = [(policy.covered, policy.covered - policy.partly, policy.margin, policy.anti)] if keep or args.harm_only else \
         itertools.product(np.arange(0.9, 0.921, 0.005), [0.006, 0.012, 0.02], [0.005], [0.9, 0.91])
     for covered, gap, margin, anti in grid:
         policy.covered, policy.partly, policy.margin, policy.anti = float(covered), float(covered - gap), float(margin), float(anti)
@@ -130,7 +137,7 @@ def main() -> int:
     # harm_margin: the nearest harm phrasing must beat the nearest step phrasing by this much
     # (-1: not required), which lets a less certain probe count without flagging good answers
     for harm_prob, harm_sim, cue_prob, harm_margin in (
-            [(policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin)] if args.quick else
+            [(policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin)] if keep else
             itertools.product([0.8, 0.9, 0.95, 0.98], [0.9], [0.1], [-1.0, 0.0, 0.01, 0.02])):
         policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin = harm_prob, harm_sim, cue_prob, harm_margin
         m, _ = run(grader, fit)
@@ -142,19 +149,37 @@ def main() -> int:
     policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin = best_h[1]
     # stage 3: how much documented steps beyond the question's own add (a richer answer)
     best_x = None
-    for extra in ([policy.extra_weight] if args.quick or args.harm_only else [0.0, 4.0, 8.0]):
+    for extra in ([policy.extra_weight] if keep or args.harm_only else [0.0, 4.0, 8.0]):
         policy.extra_weight = extra
         m, _ = run(grader, fit)
         if best_x is None or m["spearman"] > best_x[0]:
             best_x = (m["spearman"], extra)
     policy.extra_weight = best_x[1]
+    # stage 4: depth, each candidate scored with a curve fitted for it
+    best_d = None
+    for weight, ref, cap in ([(policy.depth_weight, policy.depth_ref, policy.depth_max)] if args.quick else
+                             [(0.0, 20.0, 20.0)] + list(itertools.product([5.0, 10.0, 15.0, 20.0], [10.0, 20.0, 40.0],
+                                                                          [10.0, 20.0]))):
+        policy.depth_weight, policy.depth_ref, policy.depth_max = weight, ref, cap
+        policy.curve = [[0.0, 0.0], [100.0, 100.0]]
+        _, scored = run(grader, fit)
+        policy.curve = fit_curve(scored, fit)
+        m, _ = run(grader, fit)
+        objective = m["spearman"] - 0.05 * len(m["low_over"])
+        print(f"  depth {weight} ref {ref} max {cap}: Spearman {m['spearman']:.3f} over 20: {len(m['low_over'])}",
+              flush=True)
+        if best_d is None or objective > best_d[0] + 1e-9:
+            best_d = (objective, (weight, ref, cap))
+    policy.depth_weight, policy.depth_ref, policy.depth_max = best_d[1]
+    policy.curve = [[0.0, 0.0], [100.0, 100.0]]
     _, scored = run(grader, fit)
     policy.curve = fit_curve(scored, fit)
     m_fit, _ = run(grader, fit)
     m_held, _ = run(grader, held)
     print(f"thresholds covered {policy.covered:.3f} partly {policy.partly:.3f} margin {policy.margin:.3f} "
           f"anti {policy.anti:.3f}; harm prob {policy.harm_prob} sim {policy.harm_sim} cue prob {policy.harm_cue_prob} "
-          f"margin {policy.harm_margin}")
+          f"margin {policy.harm_margin}; extra {policy.extra_weight}; depth {policy.depth_weight} ref "
+          f"{policy.depth_ref} max {policy.depth_max}")
     print(f"curve {policy.curve}")
     for name, m in (("fit", m_fit), ("held-out", m_held)):
         print(f"{name:9} Spearman {m['spearman']:.3f}  step F1 {m['f1']:.3f}  max score of a <=10 answer {m['low_max']}"
@@ -167,6 +192,7 @@ def main() -> int:
                  "harm_prob": policy.harm_prob, "harm_sim": policy.harm_sim, "harm_cue_prob": policy.harm_cue_prob,
                  "harm_margin": policy.harm_margin,
                  "extra_weight": policy.extra_weight,
+                 "depth_weight": policy.depth_weight, "depth_ref": policy.depth_ref, "depth_max": policy.depth_max,
                  "curve": policy.curve}
         data.setdefault("embedders", {})[coach.embedder.manifest_id] = {
             **(data.get("embedders", {}).get(coach.embedder.manifest_id) or {}), **entry}

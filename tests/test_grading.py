@@ -521,3 +521,18 @@ def test_words_inside_other_words_and_the_callers_intent_are_not_harm(coach, ans
 def test_a_whole_word_insult_is_still_one(coach):
     r = coach.grade("J'écoute, puis franchement je lui dirais qu'elle est conne et je raccrocherais.")
     assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)
+
+
+def test_an_elaborated_answer_outscores_the_same_steps_as_talking_points(coach):
+    """The top of the scale (issue 11): a story that says what the candidate did and said at
+    each step is worth more than the step names listed — and the list still passes."""
+    points = "Stay calm, listen actively, show empathy, apologise where appropriate and offer a solution."
+    story = ("Last winter a man called because his heating repair had been cancelled twice. I let him talk "
+             "until he had said everything, only noting the dates and his order number. I kept my voice low "
+             "and steady even when he raised his. Then I told him I would be furious too if I had been left "
+             "in the cold for a week, and I apologised for the two cancellations, because that was our "
+             "mistake and not his. I offered him the first slot the next morning or a partial refund, and he "
+             "took the morning visit and thanked me at the end of the call.")
+    a, b = coach.grade(points, "q01_angry_call"), coach.grade(story, "q01_angry_call")
+    assert b.score >= a.score + 15, (a.score, b.score)
+    assert 40 <= a.score <= 75, a.score  # a coach gives such a list about 60

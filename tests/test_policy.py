@@ -4,6 +4,7 @@ depend on what a model knows."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -72,3 +73,17 @@ def test_injected_text_is_removed_and_caps_on_any_embedder(fake_coach):
 def test_repeats_are_dropped_on_any_embedder(fake_coach):
     r = fake_coach.grade("I stay calm and I listen to them. " * 40, "q01_angry_call")
     assert r.flags["repetitive"]
+
+
+def test_depth_rewards_saying_more_about_the_covered_steps_but_not_instead_of_them():
+    """Depth: points for the words that carry the steps (ln(words / ref), within +-max); a
+    bonus is scaled by coverage, so words cannot stand in for steps; a terse answer loses."""
+    p = ScoringPolicy(depth_weight=15.0, depth_ref=40.0, depth_max=20.0)
+    assert p.depth(0, 100) == 0.0 and ScoringPolicy().depth(200, 100) == 0.0
+    assert p.depth(40, 100) == pytest.approx(0.0)
+    assert p.depth(12, 100) == pytest.approx(15.0 * np.log(12 / 40)) and p.depth(12, 20) == p.depth(12, 100)
+    assert 0 < p.depth(100, 30) < p.depth(100, 90) < p.depth(100, 100) <= 20.0
+    assert p.depth(10_000, 100) == 20.0 and p.depth(1, 100) == -20.0
+    complete = {f: False for f in ("harm", "copied")}
+    assert p.score(90.0, complete, depth=p.depth(150, 90)) > p.score(90.0, complete, depth=p.depth(15, 90))
+    assert p.score(90.0, {**complete, "harm": True}, depth=20.0) <= p.caps["harm"]

@@ -138,8 +138,9 @@ class ScoringPolicy:
 
     def depth(self, evidence_words: int, coverage: float = 100.0) -> float:
         """Coach points for elaboration (see ``depth_weight``); 0 when nothing is covered.
-        A bonus is scaled by the coverage (0-100): words cannot stand in for the steps, so
-        padding an answer that covers two steps earns little."""
+        A bonus is scaled by the coverage (0-100) so that words do not stand in for steps.
+        It cannot tell filler from detail: a sentence that carries a step counts whole (a
+        three-step answer padded with filler: 39 -> 69, README)."""
         if evidence_words <= 0 or not self.depth_weight:
             return 0.0
         value = max(-self.depth_max, min(self.depth_max, self.depth_weight * float(np.log(evidence_words / self.depth_ref))))

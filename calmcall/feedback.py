@@ -109,10 +109,10 @@ class FeedbackComposer:
             warnings=warnings,
             harms=harms,
         )
-        report.summary = self._summary(report, flang, parsed)
+        report.summary = self._summary(report, flang, parsed, s.terse)
         return report
 
-    def _summary(self, r: GradeReport, lang: str, parsed) -> Summary:
+    def _summary(self, r: GradeReport, lang: str, parsed, terse: bool = False) -> Summary:
         alerts: list[Alert] = []
         for h in r.harms:
             evidence = h.evidence.rstrip(" .!?;,")  # the template closes the quote
@@ -129,6 +129,8 @@ class FeedbackComposer:
         elif r.anti_patterns:
             a = self.catalogue.anti_patterns[r.anti_patterns[0].id]
             top_fix = self._t("avoid", lang, title=a.t("title", lang), description=a.t("description", lang))
+        elif terse:  # the steps are named, not told: that costs more than one missing step
+            top_fix = self._t("say_more", lang)
         else:
             missing = [v for v in r.steps if v.required and v.status == "missing"] or \
                       [v for v in r.steps if v.required and v.status == "partly"]

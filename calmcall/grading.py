@@ -51,6 +51,7 @@ class Scored:
     score: int
     copied_sources: list[str]
     depth: float = 0.0  # the policy's elaboration points (ScoringPolicy.depth)
+    terse: bool = False  # depth at or below the policy's depth_tip: "say more about how" comes first
 
 
 class Grader:
@@ -171,7 +172,12 @@ class Grader:
         carrying = {us[best[sid].unit].sentence for sid in q.expected if statuses[sid] != "missing" and sid in best}
         depth = p.depth(sum(len(words(t)) for t in carrying), raw)
         score = p.score(raw, flags, len(antis), depth)
-        return Scored(q, match, statuses, denied, flags, raw, score, sources if flags["copied"] else [], depth)
+        # "say more about how" is the first fix when terseness costs more than the next missing
+        # required step would add
+        missing = [sid for sid in q.required if statuses[sid] != "covered"]
+        step_gain = p.calibrated(min(100.0, raw + 100.0 / max(len(q.required), 1))) - p.calibrated(raw) if missing else 0.0
+        terse = bool(carrying) and depth <= p.depth_tip and -depth > step_gain
+        return Scored(q, match, statuses, denied, flags, raw, score, sources if flags["copied"] else [], depth, terse)
 
 
 __all__ = ["Grader", "Scored", "Verdicts", "DEFAULT_QUESTION", "SUPPORTED"]

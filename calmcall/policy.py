@@ -61,6 +61,7 @@ class ScoringPolicy:
     depth_weight: float = 0.0
     depth_ref: float = 20.0
     depth_max: float = 20.0
+    depth_tip: float = -8.0  # depth points this low (or lower) make "say more about how" the first fix
     min_words: int = 12
     caps: dict[str, float] = field(default_factory=lambda: {
         "injection": 10, "keyword_list": 20, "off_topic": 0, "too_short": 35, "harm": 10,

@@ -536,3 +536,9 @@ def test_an_elaborated_answer_outscores_the_same_steps_as_talking_points(coach):
     a, b = coach.grade(points, "q01_angry_call"), coach.grade(story, "q01_angry_call")
     assert b.score >= a.score + 15, (a.score, b.score)
     assert 40 <= a.score <= 75, a.score  # a coach gives such a list about 60
+    # and the first fix says so, in the learner's language, instead of naming one more step
+    assert a.summary.top_fix.startswith("Say more about how"), a.summary.top_fix
+    assert not b.summary.top_fix.startswith("Say more about how")
+    sv = coach.grade("Håll dig lugn, lyssna aktivt, visa empati, be om ursäkt och erbjud en lösning.", "q01_angry_call",
+                     feedback_lang="sv")
+    assert sv.summary.top_fix.startswith("Berätta mer om hur"), sv.summary.top_fix

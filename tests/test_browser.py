@@ -113,8 +113,11 @@ def submit_key(pg, answer: str) -> None:
     wait_idle(pg)
 
 
-def top(pg, selector: str) -> float:
-    return pg.locator(selector).first.evaluate("e => e.getBoundingClientRect().top + window.scrollY")
+def tops(pg, *selectors: str) -> list[float]:
+    """The elements' vertical positions in one snapshot: measured one call at a time, a
+    scroll of Streamlit's main block between two calls (seen under CI load) reorders them."""
+    handles = [pg.locator(s).first.element_handle(timeout=10_000) for s in selectors]
+    return pg.evaluate("els => els.map(e => e.getBoundingClientRect().top)", handles)
 
 
 def test_write_an_answer_and_get_feedback(app_url, page, tmp_path):
@@ -148,8 +151,8 @@ def test_feedback_is_summary_first_and_passages_are_in_the_ui_language(app_url, 
     assert "Åtgärda detta först" in summary.inner_text()  # the one fix, in Swedish
     box = summary.bounding_box()
     assert box["height"] < 400, box  # short
-    assert top(page, ".st-key-cc_summary") < top(page, "h4:has-text('Vad du kan lägga till')") \
-        < top(page, "h4:has-text('Förväntade steg')")
+    order = tops(page, ".st-key-cc_summary", "h4:has-text('Vad du kan lägga till')", "h4:has-text('Förväntade steg')")
+    assert order == sorted(order), order
     # missing steps: title and status in Swedish on each card, the quote folded away
     gap = page.locator(".st-key-cc_gap_empathise")
     assert "saknas" in gap.inner_text() and "missing" not in gap.inner_text()

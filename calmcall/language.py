@@ -26,9 +26,9 @@ _LONG_TEXT_LETTERS = 128  # margin over lingua's 120
 
 @lru_cache(maxsize=1)
 def _settings() -> dict:
-    import yaml
+    from .knowledge import load_yaml  # one YAML loader (libyaml's safe one, parsed cache)
 
-    data = yaml.load(_SETTINGS_FILE.read_text("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    data = load_yaml(_SETTINGS_FILE.read_text("utf-8"))
     return {"core_prior": float(data["core_prior"]), "short_text_min_share": float(data["short_text_min_share"])}
 
 

@@ -23,8 +23,6 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 UI_LANGS = ("en", "sv", "hu", "it", "nl")
 NATIVE_NAMES = {"en": "English", "sv": "Svenska", "hu": "Magyar", "it": "Italiano", "nl": "Nederlands"}
 PAGES = ("practice", "ask", "library", "progress")
@@ -59,8 +57,11 @@ mark.cc-anti { background: rgba(255,75,75,.22); color: inherit; padding: 0 .15re
 @lru_cache(maxsize=1)
 def texts() -> dict[str, dict[str, str]]:
     """All UI strings: ``{key: {lang: text}}`` (read once per process)."""
-    # libyaml's safe loader: the pure-Python one took ~0.3 s of the first page's run
-    data = yaml.load(TEXT_FILE.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    from .knowledge import (
+        load_yaml,  # libyaml's safe loader: the pure-Python one took ~0.3 s of the first page
+    )
+
+    data = load_yaml(TEXT_FILE.read_text(encoding="utf-8"))
     return {str(k): {str(lang): str(v) for lang, v in entry.items()} for k, entry in data.items()}
 
 

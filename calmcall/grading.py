@@ -172,11 +172,8 @@ class Grader:
         carrying = {us[best[sid].unit].sentence for sid in q.expected if statuses[sid] != "missing" and sid in best}
         depth = p.depth(sum(len(words(t)) for t in carrying), raw)
         score = p.score(raw, flags, len(antis), depth)
-        # "say more about how" is the first fix when terseness costs more than the next missing
-        # required step would add
-        missing = [sid for sid in q.required if statuses[sid] != "covered"]
-        step_gain = p.calibrated(min(100.0, raw + 100.0 / max(len(q.required), 1))) - p.calibrated(raw) if missing else 0.0
-        terse = bool(carrying) and depth <= p.depth_tip and -depth > step_gain
+        terse = bool(carrying) and p.terse(depth, raw, len(q.required),
+                                           any(statuses[sid] != "covered" for sid in q.required))
         return Scored(q, match, statuses, denied, flags, raw, score, sources if flags["copied"] else [], depth, terse)
 
 

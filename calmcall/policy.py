@@ -147,6 +147,15 @@ class ScoringPolicy:
         value = max(-self.depth_max, min(self.depth_max, self.depth_weight * float(np.log(evidence_words / self.depth_ref))))
         return value * max(0.0, min(1.0, coverage / 100.0)) if value > 0 else value
 
+    def terse(self, depth: float, coverage: float, n_required: int, missing_required: bool) -> bool:
+        """Is "say more about how" the first fix? When the depth points lost (at or below
+        ``depth_tip``) exceed what covering the next missing required step would add."""
+        if depth > self.depth_tip:
+            return False
+        step_gain = (self.calibrated(min(100.0, coverage + 100.0 / max(n_required, 1))) - self.calibrated(coverage)
+                     if missing_required else 0.0)
+        return -depth > step_gain
+
     def score(self, coverage: float, flags: dict[str, bool], n_anti: int = 0, depth: float = 0.0) -> int:
         value = self.calibrated(max(0.0, min(100.0, coverage))) + depth - self.penalty_per_anti * n_anti
         for flag, cap in self.caps.items():

@@ -57,9 +57,8 @@ mark.cc-anti { background: rgba(255,75,75,.22); color: inherit; padding: 0 .15re
 @lru_cache(maxsize=1)
 def texts() -> dict[str, dict[str, str]]:
     """All UI strings: ``{key: {lang: text}}`` (read once per process)."""
-    from .knowledge import (
-        load_yaml,  # libyaml's safe loader: the pure-Python one took ~0.3 s of the first page
-    )
+    # libyaml's safe loader (through the parsed cache): the pure-Python one took ~0.3 s of the first page
+    from .knowledge import load_yaml
 
     data = load_yaml(TEXT_FILE.read_text(encoding="utf-8"))
     return {str(k): {str(lang): str(v) for lang, v in entry.items()} for k, entry in data.items()}

@@ -155,15 +155,19 @@ def main() -> int:
         if best_x is None or m["spearman"] > best_x[0]:
             best_x = (m["spearman"], extra)
     policy.extra_weight = best_x[1]
+    def refit_curve() -> None:
+        """The score curve for the current settings, fitted from scratch (stage 5)."""
+        policy.curve = [[0.0, 0.0], [100.0, 100.0]]
+        _, scored = run(grader, fit)
+        policy.curve = fit_curve(scored, fit)
+
     # stage 4: depth, each candidate scored with a curve fitted for it
     best_d = None
     for weight, ref, cap in ([(policy.depth_weight, policy.depth_ref, policy.depth_max)] if args.quick else
                              [(0.0, 20.0, 20.0)] + list(itertools.product([5.0, 10.0, 15.0, 20.0], [10.0, 20.0, 40.0],
                                                                           [10.0, 20.0]))):
         policy.depth_weight, policy.depth_ref, policy.depth_max = weight, ref, cap
-        policy.curve = [[0.0, 0.0], [100.0, 100.0]]
-        _, scored = run(grader, fit)
-        policy.curve = fit_curve(scored, fit)
+        refit_curve()
         m, _ = run(grader, fit)
         objective = m["spearman"] - 0.05 * len(m["low_over"])
         print(f"  depth {weight} ref {ref} max {cap}: Spearman {m['spearman']:.3f} over 20: {len(m['low_over'])}",
@@ -171,9 +175,7 @@ def main() -> int:
         if best_d is None or objective > best_d[0] + 1e-9:
             best_d = (objective, (weight, ref, cap))
     policy.depth_weight, policy.depth_ref, policy.depth_max = best_d[1]
-    policy.curve = [[0.0, 0.0], [100.0, 100.0]]
-    _, scored = run(grader, fit)
-    policy.curve = fit_curve(scored, fit)
+    refit_curve()
     m_fit, _ = run(grader, fit)
     m_held, _ = run(grader, held)
     print(f"thresholds covered {policy.covered:.3f} partly {policy.partly:.3f} margin {policy.margin:.3f} "

@@ -23,7 +23,7 @@ import numpy as np
 from .catalogue import Catalogue, StepBridge
 from .parsing import ParsedAnswer, parse
 from .policy import ScoringPolicy
-from .text import GAP, cue_form, is_negated, is_pattern, mentions_in, padded_words, words
+from .text import GAP, cue_form, has_negation, is_negated, is_pattern, mentions_in, padded_words, words
 
 Kind = Literal["step", "anti", "harm"]
 Polarity = Literal["affirmed", "denied"]
@@ -198,6 +198,7 @@ class StepMatcher:
         probs_all = self.probe.probabilities(vecs)
         step_probs = self.probe.kind_probabilities(vecs, "step", probs_all)
         harm_probs = self.probe.kind_probabilities(vecs, "harm", probs_all)
+        anti_probs = self.probe.kind_probabilities(vecs, "anti", probs_all)
         harm_p = self.bridge.harm_probability(vecs) if self.catalogue.harms else np.zeros(len(us))
         add = result.evidence.append
 
@@ -208,10 +209,13 @@ class StepMatcher:
             for sid in steps:
                 if self._cue_hit(sid, low, lang):
                     steps[sid] += p.cue_bonus
-            antis = self.bridge.anti_scores(sims[ui])
+            raw_antis = self.bridge.anti_scores(sims[ui])
+            antis = dict(raw_antis)
+            cued_antis = set()
             for aid in antis:
                 if self._cue_hit(aid, low, lang):
                     antis[aid] += p.cue_bonus
+                    cued_antis.add(aid)
             none = self.bridge.none_score(sims[ui])
             top_step = max(steps.values(), default=-1.0)
             top_anti = max(antis.values(), default=-1.0)
@@ -259,7 +263,9 @@ class StepMatcher:
                 # clause long enough to describe an action
                 if antis and n_words >= p.min_anti_words:
                     aid, score = max(antis.items(), key=lambda kv: kv[1])
-                    if score >= p.anti and score >= top_step + p.anti_margin and score >= none:
+                    if score >= p.anti and score >= top_step + p.anti_margin and score >= none \
+                            and (raw_antis[aid] >= p.anti_sure or anti_probs[ui].get(aid, 0.0) >= p.anti_probe
+                                 or (aid in cued_antis and not has_negation(u.sentence, lang))):
                         add(Evidence("anti", aid, ui, u.sentence, "affirmed", round(score, 4), "nearest"))
                 continue
             if u.complete or not own:

@@ -34,6 +34,12 @@ class ScoringPolicy:
     margin: float = 0.005  # a step may trail the unit's nearest item by this much and still count
     cue_bonus: float = 0.015  # a step's own cue word in the unit nudges a borderline match
     anti_margin: float = 0.005  # an anti-pattern must be nearer than the nearest step
+    # An anti-pattern match below anti_sure needs corroboration: the many-class probe gives it
+    # >= anti_probe, or one of its cue words stands in a sentence with no negation in it.
+    # Topic is what the encoder sees, not polarity: "let the caller finish without
+    # interrupting" lies as near "interrupting" as "I cut him off" does. 0 = no corroboration.
+    anti_sure: float = 0.0
+    anti_probe: float = 0.0
     none_margin: float = 0.0  # a hard negative this close wins over a step
     min_anti_words: int = 5
     # the phrasing probe: credits a step it gives >= probe_min if the unit is within

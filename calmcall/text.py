@@ -36,6 +36,17 @@ NEGATIONS = {
     "es": {"no", "nunca", "jamás", "jamas", "ningún", "ninguna", "tampoco"},
     "fr": {"ne", "n", "pas", "jamais", "aucun", "aucune", "rien"},
 }
+# "without" and its kin deny what follows them ("let them finish without interrupting")
+WITHOUT = {"without", "utan", "nélkül", "senza", "zonder", "ohne", "sin", "sans"}
+
+
+def has_negation(text: str, lang: str) -> bool:
+    """Is there a negation (or a "without") anywhere in ``text``? Coarser than
+    ``is_negated`` (which asks whether the speaker denies the clause's act): a cue word in
+    such a sentence is no evidence that the act was done ("non l'ho messa in attesa")."""
+    vocab = NEGATIONS.get(lang, NEGATIONS["en"]) | NEGATIONS["en"] | WITHOUT
+    toks = words(text)
+    return any(t in vocab or t.endswith("n't") for t in toks) or (lang == "fr" and "n'" in " ".join(toks))
 
 # Words that make a phrase a statement about doing something (pronouns, auxiliaries,
 # articles, prepositions). A unit with none of them is a keyword, not an action.

@@ -5,6 +5,7 @@ the even halves are held out, and eval/grading_redteam.jsonl (written blind) is 
 here. Stages:
 1. similarity thresholds (covered / partly / anti / margin) on a small grid, maximising step
    F1 + Spearman, subject to every answer a coach gives <= 10 scoring <= 20;
+1b. anti-pattern corroboration (anti_sure, anti_probe) by Spearman plus anti-pattern F1;
 2. harm detection; 3. what documented steps beyond the question's add;
 4. depth (points for how much the answer says about the steps it covers, policy.depth) on a
    small grid, each candidate with its own curve, by Spearman on the fit half;
@@ -78,8 +79,15 @@ def run(grader, rows):
     over = [x for x in low if x[1] > 20]
     # a good answer accused of harm is as bad an error as harm let through (it is capped at 10)
     false_harm = [r["id"] for s, r in zip(scored, rows) if s.flags.get("harm") and not r.get("harm")]
+    # anti-patterns: each wrong one costs a good answer penalty_per_anti points
+    atp = afp = afn = 0
+    for s, r in zip(scored, rows):
+        pred = {a for a, e in s.match.best("anti").items() if e.source == "nearest"}
+        gold = set(r.get("anti_patterns") or []) - {"sarcasm"}
+        atp, afp, afn = atp + len(pred & gold), afp + len(pred - gold), afn + len(gold - pred)
+    anti_f1 = 2 * atp / max(2 * atp + afp + afn, 1)
     return {"spearman": rho, "f1": f1, "low_max": max((x[1] for x in low), default=0), "low_over": over,
-            "false_harm": false_harm}, scored
+            "false_harm": false_harm, "anti_f1": anti_f1, "anti_counts": (atp, afp, afn)}, scored
 
 
 def fit_curve(scored, rows) -> list[list[float]]:
@@ -92,8 +100,8 @@ def fit_curve(scored, rows) -> list[list[float]]:
                 and not s.match.best("anti") and not r.get("anti_patterns"):
             xs.append(max(0.0, min(100.0, s.raw)))
             ys.append(r["grade"] - s.depth)
-    iso = IsotonicRegression(y_min=0, y_max=100, increasing=True, out_of_bounds="clip").fit(xs, ys)
     knots = np.linspace(0, 100, 11)
+    iso = IsotonicRegression(y_min=0, y_max=100, increasing=True, out_of_bounds="clip").fit(xs, ys)
     values = np.maximum.accumulate(iso.predict(knots))
     values[0] = 0.0  # nothing covered is worth nothing
     return [[float(k), round(float(v), 1)] for k, v in zip(knots, values)]
@@ -105,8 +113,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="keep the thresholds, fit only the curve")
     parser.add_argument("--harm-only", action="store_true", help="keep the step thresholds, fit harm and the curve")
     parser.add_argument("--depth-only", action="store_true", help="keep thresholds, harm and extra; fit depth and the curve")
+    parser.add_argument("--anti-only", action="store_true",
+                        help="keep thresholds, harm, extra and depth; fit anti-pattern corroboration and the curve")
     args = parser.parse_args()
-    keep = args.quick or args.depth_only  # stages 1-3 keep the current values
+    keep = args.quick or args.depth_only or args.anti_only  # stages 1-3 keep the current values
     fit, held = rows_of("fit"), rows_of("held-out")
     coach = Coach()
     grader = coach.grader
@@ -132,6 +142,23 @@ def main() -> int:
         print("no setting keeps every answer labelled <= 10 at <= 20 on the fit half")
         return 1
     policy.covered, policy.partly, policy.margin, policy.anti = best[1]
+    # stage 1b: an anti-pattern match below anti_sure needs the probe (>= anti_probe) or a
+    # cue word in a sentence without negation; each candidate with its own curve
+    best_a = None
+    for anti_sure, anti_probe in ([(policy.anti_sure, policy.anti_probe)] if args.quick or args.depth_only else
+                                  [(0.0, 0.0)] + list(itertools.product([0.93, 0.94, 0.95, 0.96], [0.3, 0.5, 0.7, 1.1]))):
+        policy.anti_sure, policy.anti_probe = float(anti_sure), float(anti_probe)
+        policy.curve = [[0.0, 0.0], [100.0, 100.0]]
+        _, scored = run(grader, fit)
+        policy.curve = fit_curve(scored, fit)
+        m, _ = run(grader, fit)
+        objective = m["spearman"] + m["anti_f1"] - 0.05 * len(m["low_over"])
+        print(f"  anti sure {anti_sure} probe {anti_probe}: Spearman {m['spearman']:.3f} anti F1 {m['anti_f1']:.3f} "
+              f"(tp/fp/fn {m['anti_counts']}) over 20: {len(m['low_over'])}", flush=True)
+        if best_a is None or objective > best_a[0] + 1e-9:
+            best_a = (objective, (float(anti_sure), float(anti_probe)))
+    policy.anti_sure, policy.anti_probe = best_a[1]
+    policy.curve = [[0.0, 0.0], [100.0, 100.0]]
     # stage 2: harm detection (the probe's confidence and the nearest harm phrasing)
     best_h = None
     # harm_margin: the nearest harm phrasing must beat the nearest step phrasing by this much
@@ -163,7 +190,7 @@ def main() -> int:
 
     # stage 4: depth, each candidate scored with a curve fitted for it
     best_d = None
-    for weight, ref, cap in ([(policy.depth_weight, policy.depth_ref, policy.depth_max)] if args.quick else
+    for weight, ref, cap in ([(policy.depth_weight, policy.depth_ref, policy.depth_max)] if args.quick or args.anti_only else
                              [(0.0, 20.0, 20.0)] + list(itertools.product([5.0, 10.0, 15.0, 20.0], [10.0, 20.0, 40.0],
                                                                           [10.0, 20.0]))):
         policy.depth_weight, policy.depth_ref, policy.depth_max = weight, ref, cap
@@ -179,7 +206,7 @@ def main() -> int:
     m_fit, _ = run(grader, fit)
     m_held, _ = run(grader, held)
     print(f"thresholds covered {policy.covered:.3f} partly {policy.partly:.3f} margin {policy.margin:.3f} "
-          f"anti {policy.anti:.3f}; harm prob {policy.harm_prob} sim {policy.harm_sim} cue prob {policy.harm_cue_prob} "
+          f"anti {policy.anti:.3f} sure {policy.anti_sure} probe {policy.anti_probe}; harm prob {policy.harm_prob} sim {policy.harm_sim} cue prob {policy.harm_cue_prob} "
           f"margin {policy.harm_margin}; extra {policy.extra_weight}; depth {policy.depth_weight} ref "
           f"{policy.depth_ref} max {policy.depth_max}")
     print(f"curve {policy.curve}")
@@ -191,6 +218,7 @@ def main() -> int:
         data = yaml.safe_load(path.read_text("utf-8")) if path.exists() else {}
         entry = {"covered": round(policy.covered, 4), "partly": round(policy.partly, 4),
                  "margin": round(policy.margin, 4), "anti": round(policy.anti, 4),
+                 "anti_sure": policy.anti_sure, "anti_probe": policy.anti_probe,
                  "harm_prob": policy.harm_prob, "harm_sim": policy.harm_sim, "harm_cue_prob": policy.harm_cue_prob,
                  "harm_margin": policy.harm_margin,
                  "extra_weight": policy.extra_weight,

@@ -78,6 +78,7 @@ GRADING_SETS = {
     # name: (file, what it is)
     "dev": ("grading.jsonl", "written with the grader, odd ids fitted on"),
     "shapes": ("grading_shapes.jsonl", "new shapes, odd ids fitted on"),
+    "tone": ("grading_tone_dev.jsonl", "hard shapes, written blind by a helper, now dev: odd ids fitted on"),
     "redteam": ("grading_redteam.jsonl", "frozen, written blind, never fitted on"),
 }
 
@@ -109,6 +110,12 @@ def grading_metrics(reports: list, rows: list[dict]) -> dict:
                 per_step[step][2] += 1
     prec = tp / max(tp + fp, 1)
     rec = tp / max(tp + fn, 1)
+    # anti-patterns the report holds against the candidate (sarcasm is a tone flag, not counted)
+    atp = afp = afn = 0
+    for rep, row in zip(reports, rows):
+        pred = {a.id for a in rep.anti_patterns} - {"sarcasm"}
+        gold = set(row.get("anti_patterns") or []) - {"sarcasm"}
+        atp, afp, afn = atp + len(pred & gold), afp + len(pred - gold), afn + len(gold - pred)
     scores = [r.score for r in reports]
     labels = [row["grade"] for row in rows]
     low = [r.score for r, row in zip(reports, rows) if row["grade"] <= 10]
@@ -119,11 +126,12 @@ def grading_metrics(reports: list, rows: list[dict]) -> dict:
         "precision": prec, "recall": rec, "micro_f1": 2 * prec * rec / max(prec + rec, 1e-9),
         "low_max": max(low, default=0), "copied_max": max(copied, default=0),
         "mae": sum(abs(a - b) for a, b in zip(scores, labels)) / max(len(rows), 1),
+        "anti_precision": atp / max(atp + afp, 1), "anti_recall": atp / max(atp + afn, 1), "anti_wrong": afp,
         "per_step": per_step,
     }
 
 
-def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "redteam")) -> dict:
+def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "tone", "redteam")) -> dict:
     import numpy as np
 
     out: dict[str, dict] = {}
@@ -143,6 +151,8 @@ def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev
         print(f"   answers {m['n']}  Spearman {m['spearman']:.3f}  step P/R/F1 {m['precision']:.3f} / "
               f"{m['recall']:.3f} / {m['micro_f1']:.3f}  MAE {m['mae']:.1f}  "
               f"max score of a <=10 answer {m['low_max']}  of a copied answer {m['copied_max']}")
+        print(f"   anti-patterns held against the candidate: precision {m['anti_precision']:.2f} "
+              f"recall {m['anti_recall']:.2f} ({m['anti_wrong']} wrong)")
         halves = {}
         for half in ("fit", "held-out"):
             idx = [i for i, r in enumerate(rows) if _half(r) == half]
@@ -277,6 +287,8 @@ def main() -> int:
                 failures.append(f"grading {name}: an answer labelled <= 10 scored {m['low_max']}")
             if m["copied_max"] > floors["copied_max_score"]:
                 failures.append(f"grading {name}: a copied answer scored {m['copied_max']}")
+            if m["anti_wrong"] > floors.get("anti_wrong_max", 10**6):
+                failures.append(f"grading {name}: {m['anti_wrong']} anti-patterns held against candidates wrongly")
     if args.what in ("ask", "all"):
         print("== ask ==")
         a = eval_ask(coach)

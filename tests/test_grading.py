@@ -142,6 +142,26 @@ def test_negated_anti_pattern_is_not_flagged(coach):
 
 
 @pytest.mark.parametrize(
+    "sentence,anti",
+    [
+        # the good opposite of an anti-pattern lies as near it as the act does (issue 11):
+        # below anti_sure the match needs the probe or a cue word outside any negation
+        # the many-class probe itself reads these as the anti-pattern (0.68, 0.37): known gaps
+        pytest.param("Then I would let the caller finish without interrupting.", "hang_up_abruptly",
+                     marks=pytest.mark.xfail(strict=True, reason="the probe reads 'finish' as ending the call")),
+        pytest.param("I'd be honest and not promise something I can't deliver.", "overpromise",
+                     marks=pytest.mark.xfail(strict=True, reason="the probe reads the denied promise as one")),
+        ("Mentre verificavo con il reparto tecnico non l'ho messa in attesa: le dicevo ogni minuto cosa "
+         "stavo controllando.", "long_hold"),
+        ("Ik laat de klant zijn verhaal doen en onderbreek hem niet, ook al duurt het even.", "overpromise"),
+    ],
+)
+def test_the_good_opposite_of_an_anti_pattern_is_not_held_against_the_candidate(coach, sentence, anti):
+    r = coach.grade(sentence + " I stay calm and apologise for the bad experience.", "q01_angry_call")
+    assert anti not in {a.id for a in r.anti_patterns}
+
+
+@pytest.mark.parametrize(
     "answer,lang",
     [
         pytest.param(
@@ -361,7 +381,8 @@ def test_repeating_a_sentence_adds_no_credit(coach):
 def test_the_report_opens_with_a_summary_in_the_answers_language(coach):
     r = coach.grade("Jag lyssnar på kunden utan att avbryta och ber om ursäkt för det som hänt.", "q01_angry_call")
     assert r.summary and r.summary.score == r.score and r.summary.headline
-    assert r.summary.top_fix and "Lägg till" in r.summary.top_fix or "Gör det konkret" in r.summary.top_fix
+    # the first fix is a missing step, a concrete example, or "say more about how" (policy.terse), in Swedish
+    assert r.summary.top_fix and any(w in r.summary.top_fix for w in ("Lägg till", "Gör det konkret", "Berätta mer"))
 
 
 def test_translated_article_text_is_copied_and_own_words_are_not(coach):

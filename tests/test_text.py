@@ -186,3 +186,17 @@ def test_telling_a_colleague_is_still_the_candidates_act(lang, text):
 def test_cue_alternatives(text, found):
     cues = [cue_form("tell|say|promise … which isn't true"), cue_form("pretend to transfer|pretend to put")]
     assert mentions_in(padded_words(text), cues) is found
+
+
+@pytest.mark.parametrize("text,lang,expected", [
+    ("Then I would let the caller finish without interrupting.", "en", True),
+    ("Mentre verificavo non l'ho messa in attesa.", "it", True),
+    ("Je ne le mets jamais en attente.", "fr", True),
+    ("Jag lyssnar utan att avbryta.", "sv", True),
+    ("I put them on hold for twenty minutes.", "en", False),
+    ("Ich lege ihn in die Warteschleife.", "de", False),
+])
+def test_has_negation_sees_a_negation_anywhere(text, lang, expected):
+    from calmcall.text import has_negation
+
+    assert has_negation(text, lang) is expected

@@ -84,6 +84,9 @@ class Tone(BaseModel):
     calm_down_orders: dict[str, list[str]] = Field(default_factory=dict)  # "tell them to calm down"
     sarcasm_examples: dict[str, list[str]] = Field(default_factory=dict)
     contradicting_asides: dict[str, list[str]] = Field(default_factory=dict)
+    caller_speaking: dict[str, list[str]] = Field(default_factory=dict)  # "a customer told me "…""
+    own_speaking: dict[str, list[str]] = Field(default_factory=dict)  # "I said "…""
+    speech_verbs: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class ConflictSide(BaseModel):
@@ -238,6 +241,9 @@ def _load_harms(root: Path, none: dict[str, list[str]], more: dict[str, dict[str
     tone = dict(data.get("tone") or {})
     tone["reported_speech"] = words.get("reported_speech") or {}
     tone["calm_down_orders"] = words.get("calm_down_orders") or {}
+    tone["caller_speaking"] = words.get("caller_speaking") or {}
+    tone["own_speaking"] = words.get("own_speaking") or {}
+    tone["speech_verbs"] = words.get("speech_verbs") or {}
     # harms.yaml's `negatives` are benign sentences (many of them good steps: "I'd let the
     # caller finish without interrupting") written to check the harm cues against; they
     # are not a class that competes with the steps, so only the phrasings' `none` are used

@@ -23,7 +23,8 @@ import numpy as np
 from .catalogue import Catalogue, StepBridge
 from .parsing import ParsedAnswer, parse
 from .policy import ScoringPolicy
-from .text import GAP, cue_form, has_negation, is_negated, is_pattern, mentions_in, padded_words, words
+from .text import (GAP, callers_quotes, cue_form, has_negation, is_negated, is_pattern, mentions_in,
+                   padded_words, words)
 
 Kind = Literal["step", "anti", "harm"]
 Polarity = Literal["affirmed", "denied"]
@@ -86,6 +87,7 @@ class StepMatcher:
         self._harm_words = {h.id: {lang: [cue_form(c) for c in cues] for lang, cues in h.words.items()}
                             for h in catalogue.harms.values() if h.words}
         self._reported = catalogue.tone.reported_speech
+        self._speakers = (catalogue.tone.caller_speaking, catalogue.tone.own_speaking, catalogue.tone.speech_verbs)
         # as cues are matched: lowercase words between spaces ("bitte ihn, sich zu…")
         self._calm_down = {lang: [cue_form(c) for c in cues]
                            for lang, cues in catalogue.tone.calm_down_orders.items()}
@@ -185,6 +187,17 @@ class StepMatcher:
                 hits.append(hid)
         return hits
 
+    def _harm_stands(self, hid: str, sentence_unit, us, lang: str) -> bool:
+        """Does a harm cue found in a whole sentence stand? Unless every clause that holds it
+        is denied; a cue spread over clauses ("tell … which isn't true") stands."""
+        holding = []
+        for c in us:
+            if c.index == sentence_unit.index and c is not sentence_unit and c.text != c.sentence:
+                low = padded_words(c.text)
+                if self._cue_hit(hid, low, lang, self._harm_cues) or hid in self._own_harm_words(low, c.sentence, lang):
+                    holding.append(c)
+        return not holding or any(not c.negated or c.condition for c in holding)
+
     def match(self, parsed: ParsedAnswer) -> Match:
         """Credit steps, flag anti-patterns and harms unit by unit (module docstring)."""
         us, lang = parsed.units, parsed.language
@@ -201,6 +214,7 @@ class StepMatcher:
         anti_probs = self.probe.kind_probabilities(vecs, "anti", probs_all)
         harm_p = self.bridge.harm_probability(vecs) if self.catalogue.harms else np.zeros(len(us))
         add = result.evidence.append
+        quotes: dict[int, list[str]] = {}  # sentence -> the caller's quoted words in it
 
         for ui, u in enumerate(us):
             low = padded_words(u.text)  # once per unit, not once per catalogue item
@@ -229,10 +243,18 @@ class StepMatcher:
             if own and (not u.negated or u.condition):
                 hs = self.bridge.harm_scores(sims[ui])
                 prob = float(harm_p[ui])  # harm or not (binary probe)
-                cued = [hid for hid in hs if self._cue_hit(hid, low, lang, self._harm_cues)]
+                # the caller's quoted words are not the candidate's ("a customer told me "…"")
+                hlow = low
+                for quote in quotes.setdefault(u.index, callers_quotes(u.sentence, lang, *self._speakers)):
+                    hlow = hlow.replace(padded_words(quote), " ")
+                cued = [hid for hid in hs if self._cue_hit(hid, hlow, lang, self._harm_cues)]
                 # a bare insult or mocking word: the candidate's own act, unless the sentence
                 # reports what the caller did ("when a caller calls me an idiot, I…")
-                cued += [hid for hid in self._own_harm_words(low, u.sentence, lang) if hid not in cued]
+                cued += [hid for hid in self._own_harm_words(hlow, u.sentence, lang) if hid not in cued]
+                if cued and u.complete:
+                    # a sentence read whole holds its clauses' words: one found only in a denied
+                    # clause is denied ("…, maar ik ga niet doen alsof ik kan terugbetalen")
+                    cued = [hid for hid in cued if self._harm_stands(hid, u, us, lang)]
                 near = max(hs.values(), default=-1.0)
                 if hs and (cued or (prob >= p.harm_prob and near >= p.harm_sim
                                     and near >= max(raw_steps.values(), default=-1.0) + p.harm_margin)):

@@ -40,6 +40,33 @@ NEGATIONS = {
 WITHOUT = {"without", "utan", "nélkül", "senza", "zonder", "ohne", "sin", "sans"}
 
 
+_QUOTE = re.compile(r"[\"“«„]([^\"“”«»„]{1,400})[\"”»“]|(?:(?<=\s)|^)['‘]([^'’]{2,400})['’](?!\w)")
+
+
+def callers_quotes(sentence: str, lang: str, caller: dict, own: dict, verbs: dict) -> list[str]:
+    """The quotations in ``sentence`` that hold the caller's words, not the candidate's
+    ("a customer told me "you're an idiot""): the clause before the first quote has a
+    ``caller`` word and no ``own`` one ("Al cliente direi: …" is the candidate's); a later quote stays the caller's unless
+    an ``own`` word and a speech ``verb`` come between ("…", and I said "…"). Anything
+    undecided is the candidate's own, so a harm in it is never hidden on a guess."""
+    c = set(caller.get(lang, [])) | set(caller.get("en", []))
+    o = set(own.get(lang, [])) | set(own.get("en", [])) if lang != "es" else set(own.get("es", [])) | {"i", "i'd"}
+    v = set(verbs.get(lang, [])) | set(verbs.get("en", []))
+    out, speaker, last = [], None, 0
+    for m in _QUOTE.finditer(sentence):
+        before = sentence[last:m.start()]
+        toks = words(before)
+        if speaker is None:
+            clause = words(re.split(r"[,;:]\s", before)[-1]) or toks
+            speaker = "caller" if any(t in c for t in clause) and not any(t in o for t in clause) else "own"
+        elif speaker == "caller" and any(t in o for t in toks) and any(t in v for t in toks):
+            speaker = "own"
+        if speaker == "caller":
+            out.append(m.group(1) or m.group(2))
+        last = m.end()
+    return out
+
+
 def has_negation(text: str, lang: str) -> bool:
     """Is there a negation (or a "without") anywhere in ``text``? Coarser than
     ``is_negated`` (which asks whether the speaker denies the clause's act): a cue word in

@@ -563,3 +563,23 @@ def test_an_elaborated_answer_outscores_the_same_steps_as_talking_points(coach):
     sv = coach.grade("Håll dig lugn, lyssna aktivt, visa empati, be om ursäkt och erbjud en lösning.", "q01_angry_call",
                      feedback_lang="sv")
     assert sv.summary.top_fix.startswith("Berätta mer om hur"), sv.summary.top_fix
+
+
+@pytest.mark.parametrize("answer", [
+    # the caller's insult quoted in a good story is not the candidate's (issue 11)
+    'Mi è capitato: un cliente mi ha detto "Sei una cretina, mi avete rubato cento euro, vaffa...". Ho mantenuto '
+    'la calma e gli ho detto: "Signor Rossi, voglio davvero risolvere questa cosa." Mi sono scusata per il disagio '
+    'e gli ho proposto due soluzioni.',
+    # a lie named in a denied clause is denied ("I won't pretend I can refund it")
+    "Ik bied excuses aan voor de teleurstelling, maar ik ga niet doen alsof ik iets kan terugbetalen wat buiten "
+    "de voorwaarden valt. Ik leg uit wat het beleid is en kijk wat wél kan, een tegoedbon of omruilen.",
+])
+def test_the_callers_words_and_denied_harms_are_not_held_against_the_candidate(coach, answer):
+    r = coach.grade(answer, "q01_angry_call")
+    assert not r.flags["harm"], [h.evidence for h in r.harms]
+
+
+def test_the_candidates_own_quoted_insult_is_still_harm(coach):
+    r = coach.grade('Un cliente mi ha urlato contro. Ho mantenuto la calma, poi gli ho detto: "sei un cretino".',
+                    "q01_angry_call")
+    assert r.flags["harm"] and r.score <= 10

@@ -200,3 +200,32 @@ def test_has_negation_sees_a_negation_anywhere(text, lang, expected):
     from calmcall.text import has_negation
 
     assert has_negation(text, lang) is expected
+
+
+@pytest.fixture(scope="module")
+def speakers():
+    from calmcall.config import Settings
+    from calmcall.knowledge import load_yaml
+
+    w = load_yaml((Settings().knowledge_dir / "harm_words.yaml").read_bytes())
+    return w["caller_speaking"], w["own_speaking"], w["speech_verbs"]
+
+
+@pytest.mark.parametrize("sentence,lang,callers", [
+    ('Un cliente mi ha detto "Sei una cretina, vaffa...".', "it", ["Sei una cretina, vaffa..."]),
+    ('A man rang up shouting that we\'d "sold him rubbish" and that I was "brainless".', "en",
+     ["sold him rubbish", "brainless"]),
+    ('El cliente me dijo: "eres una idiota".', "es", ["eres una idiota"]),
+    ('He called me "useless" and I replied "you are an idiot".', "en", ["useless"]),
+    # the candidate's own words, or nobody named: never the caller's (a harm is not hidden)
+    ("When he started shouting, I said 'shut up, you idiot'.", "en", []),
+    ('Gli ho detto: "sei un idiota".', "it", []),
+    ('Al cliente direi: "sei un idiota".', "it", []),
+    ('Le dije al cliente: "eres un idiota".', "es", []),
+    ('Ich sagte zum Kunden: "Sie Idiot".', "de", []),
+    ('"Shut up, idiot."', "en", []),
+])
+def test_callers_quotes_are_told_from_the_candidates(speakers, sentence, lang, callers):
+    from calmcall.text import callers_quotes
+
+    assert callers_quotes(sentence, lang, *speakers) == callers

@@ -23,8 +23,17 @@ import numpy as np
 from .catalogue import Catalogue, StepBridge
 from .parsing import ParsedAnswer, parse
 from .policy import ScoringPolicy
-from .text import (GAP, callers_quotes, cue_form, has_negation, is_negated, is_pattern, mentions_in,
-                   padded_words, words)
+from .text import (
+    GAP,
+    callers_quotes,
+    cue_form,
+    has_negation,
+    is_negated,
+    is_pattern,
+    mentions_in,
+    padded_words,
+    words,
+)
 
 Kind = Literal["step", "anti", "harm"]
 Polarity = Literal["affirmed", "denied"]

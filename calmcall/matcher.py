@@ -265,8 +265,11 @@ class StepMatcher:
                     # clause is denied ("…, maar ik ga niet doen alsof ik kan terugbetalen")
                     cued = [hid for hid in cued if self._harm_stands(hid, u, us, lang)]
                 near = max(hs.values(), default=-1.0)
-                if hs and (cued or (prob >= p.harm_prob and near >= p.harm_sim
-                                    and near >= max(raw_steps.values(), default=-1.0) + p.harm_margin)):
+                top_raw = max(raw_steps.values(), default=-1.0)
+                paired = prob >= p.harm_pair_prob and sum(harm_probs[ui].values()) >= p.harm_pair_kind \
+                    and near >= max(top_raw, none)
+                if hs and (cued or paired or (prob >= p.harm_prob and near >= p.harm_sim
+                                              and near >= top_raw + p.harm_margin)):
                     # which harm: a cue's, else the many-class probe's choice among harms
                     hid = cued[0] if cued else max(harm_probs[ui], key=lambda h: (harm_probs[ui][h], hs.get(h, 0)))
                     add(Evidence("harm", hid, ui, u.sentence, "affirmed", round(prob, 4), "cue" if cued else "probe"))

@@ -52,6 +52,11 @@ class ScoringPolicy:
     harm_prob: float = 0.5
     harm_sim: float = 0.9
     harm_margin: float = -1.0  # and the nearest harm phrasing this much nearer than any step's
+    # or two probes agree: the binary one >= harm_pair_prob and the many-class one's harm
+    # classes together >= harm_pair_kind, with a harm phrasing the unit's nearest item
+    # ("the complaint he asked me to forward… doesn't always arrive"); 1.1 = off
+    harm_pair_prob: float = 1.1
+    harm_pair_kind: float = 1.1
     # credit and score
     credit_covered: float = 1.0
     credit_partly: float = 0.4

@@ -1,12 +1,14 @@
 """Fit the grader's scoring policy for the current embedder — ``python eval/calibrate_grader.py [--write]``.
 
-Fitted on the odd-numbered ("fit") halves of eval/grading.jsonl and eval/grading_shapes.jsonl;
+Fitted on the odd-numbered ("fit") halves of eval/grading.jsonl and eval/grading_shapes.jsonl
+(stage 2b also on eval/grading_tone_dev.jsonl's);
 the even halves are held out, and eval/grading_redteam.jsonl (written blind) is never read
 here. Stages:
 1. similarity thresholds (covered / partly / anti / margin) on a small grid, maximising step
    F1 + Spearman, subject to every answer a coach gives <= 10 scoring <= 20;
 1b. anti-pattern corroboration (anti_sure, anti_probe) by Spearman plus anti-pattern F1;
-2. harm detection; 3. what documented steps beyond the question's add;
+2. harm detection; 2b. two probes agreeing (harm_pair_prob / harm_pair_kind);
+3. what documented steps beyond the question's add;
 4. depth (points for how much the answer says about the steps it covers, policy.depth) on a
    small grid, each candidate with its own curve, by Spearman on the fit half;
 5. the score curve: an isotonic regression of the coach's grade, less the depth points, on
@@ -35,12 +37,16 @@ from calmcall.coach import Coach  # noqa: E402
 from calmcall.policy import POLICY_FILE  # noqa: E402
 
 FIT_SETS = ("grading.jsonl", "grading_shapes.jsonl")
+# detection numbers (stage 2b) are fitted on the tone set's odd half too; the score curve is not:
+# that set has no thin answers, and its low-graded ones are all capped, so only its good answers
+# would enter the curve and lift it for every thin answer
+DETECTION_SETS = (*FIT_SETS, "grading_tone_dev.jsonl")
 CAPPED = ("injection", "keyword_list", "off_topic", "too_short", "harm", "copied", "sarcasm", "repetitive")
 
 
-def rows_of(half: str) -> list[dict]:
+def rows_of(half: str, sets: tuple[str, ...] = FIT_SETS) -> list[dict]:
     out = []
-    for name in FIT_SETS:
+    for name in sets:
         for line in (HERE / name).read_text("utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
@@ -113,10 +119,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="keep the thresholds, fit only the curve")
     parser.add_argument("--harm-only", action="store_true", help="keep the step thresholds, fit harm and the curve")
     parser.add_argument("--depth-only", action="store_true", help="keep thresholds, harm and extra; fit depth and the curve")
+    parser.add_argument("--harm-pair-only", action="store_true",
+                        help="keep everything else; fit the two-probe harm rule and the curve")
     parser.add_argument("--anti-only", action="store_true",
                         help="keep thresholds, harm, extra and depth; fit anti-pattern corroboration and the curve")
     args = parser.parse_args()
-    keep = args.quick or args.depth_only or args.anti_only  # stages 1-3 keep the current values
+    pair_only = args.harm_pair_only
+    keep = args.quick or args.depth_only or args.anti_only or pair_only  # stages 1-3 keep the current values
     fit, held = rows_of("fit"), rows_of("held-out")
     coach = Coach()
     grader = coach.grader
@@ -145,7 +154,7 @@ def main() -> int:
     # stage 1b: an anti-pattern match below anti_sure needs the probe (>= anti_probe) or a
     # cue word in a sentence without negation; each candidate with its own curve
     best_a = None
-    for anti_sure, anti_probe in ([(policy.anti_sure, policy.anti_probe)] if args.quick or args.depth_only else
+    for anti_sure, anti_probe in ([(policy.anti_sure, policy.anti_probe)] if args.quick or args.depth_only or pair_only else
                                   [(0.0, 0.0)] + list(itertools.product([0.93, 0.94, 0.95, 0.96], [0.3, 0.5, 0.7, 1.1]))):
         policy.anti_sure, policy.anti_probe = float(anti_sure), float(anti_probe)
         policy.curve = [[0.0, 0.0], [100.0, 100.0]]
@@ -174,6 +183,19 @@ def main() -> int:
         if best_h is None or objective > best_h[0]:
             best_h = (objective, (harm_prob, harm_sim, cue_prob, harm_margin))
     policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin = best_h[1]
+    # stage 2b: a less certain binary probe counts when the many-class probe agrees
+    best_p = None
+    detect_fit = rows_of("fit", DETECTION_SETS)
+    for pair_prob, pair_kind in ([(policy.harm_pair_prob, policy.harm_pair_kind)] if keep and not pair_only else
+                                 [(1.1, 1.1)] + list(itertools.product([0.6, 0.7, 0.8, 0.9], [0.6, 0.7, 0.8]))):
+        policy.harm_pair_prob, policy.harm_pair_kind = pair_prob, pair_kind
+        m, _ = run(grader, detect_fit)
+        objective = m["spearman"] - 0.05 * (len(m["low_over"]) + len(m["false_harm"]))
+        print(f"  harm pair {pair_prob} / {pair_kind}: Spearman {m['spearman']:.3f} over 20: {len(m['low_over'])} "
+              f"false harm: {len(m['false_harm'])}", flush=True)
+        if best_p is None or objective > best_p[0] + 1e-9:
+            best_p = (objective, (pair_prob, pair_kind))
+    policy.harm_pair_prob, policy.harm_pair_kind = best_p[1]
     # stage 3: how much documented steps beyond the question's own add (a richer answer)
     best_x = None
     for extra in ([policy.extra_weight] if keep or args.harm_only else [0.0, 4.0, 8.0]):
@@ -190,7 +212,7 @@ def main() -> int:
 
     # stage 4: depth, each candidate scored with a curve fitted for it
     best_d = None
-    for weight, ref, cap in ([(policy.depth_weight, policy.depth_ref, policy.depth_max)] if args.quick or args.anti_only else
+    for weight, ref, cap in ([(policy.depth_weight, policy.depth_ref, policy.depth_max)] if args.quick or args.anti_only or pair_only else
                              [(0.0, 20.0, 20.0)] + list(itertools.product([5.0, 10.0, 15.0, 20.0], [10.0, 20.0, 40.0],
                                                                           [10.0, 20.0]))):
         policy.depth_weight, policy.depth_ref, policy.depth_max = weight, ref, cap
@@ -221,6 +243,7 @@ def main() -> int:
                  "anti_sure": policy.anti_sure, "anti_probe": policy.anti_probe,
                  "harm_prob": policy.harm_prob, "harm_sim": policy.harm_sim, "harm_cue_prob": policy.harm_cue_prob,
                  "harm_margin": policy.harm_margin,
+                 "harm_pair_prob": policy.harm_pair_prob, "harm_pair_kind": policy.harm_pair_kind,
                  "extra_weight": policy.extra_weight,
                  "depth_weight": policy.depth_weight, "depth_ref": policy.depth_ref, "depth_max": policy.depth_max,
                  "curve": policy.curve}

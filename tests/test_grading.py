@@ -583,3 +583,16 @@ def test_the_candidates_own_quoted_insult_is_still_harm(coach):
     r = coach.grade('Un cliente mi ha urlato contro. Ho mantenuto la calma, poi gli ho detto: "sei un cretino".',
                     "q01_angry_call")
     assert r.flags["harm"] and r.score <= 10
+
+
+@pytest.mark.parametrize("harm", [
+    # harm in ordinary words: no cue word, the binary probe below harm_prob; the many-class
+    # probe agreeing is what catches them (policy harm_pair_*, issue 11)
+    "Honestly though, after the way she spoke to me, I'd tag her case as low priority for a while so it sinks "
+    "to the bottom of the queue.",
+    "Afterwards I usually read his address and phone number out to the team in the break room so everyone knows "
+    "who he is.",
+])
+def test_harm_in_ordinary_words_is_caught_when_two_probes_agree(coach, harm):
+    r = coach.grade(GOOD + " " + harm, "q01_angry_call")
+    assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)

@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .catalogue import Catalogue, StepBridge, conflict_note
 from .config import Settings
@@ -43,11 +44,17 @@ from .text import mentions
 
 log = logging.getLogger(__name__)
 
-FOCUS_RANK = 3  # a step whose passage search ranks in its top 3 answers the question directly
-CONFLICT_MIN_PROBABILITY = 0.5  # a situation's conflicts are shown when it is this likely
 CITE = re.compile(r"\[(\d{3}#p\d+)\]")
 LANG_NAMES = {"en": "English", "sv": "Swedish", "hu": "Hungarian", "it": "Italian", "nl": "Dutch"}
-_FOLLOW_UP_WORDS = 7
+
+
+class AnswerTuning(BaseModel):
+    """``knowledge/advice.yaml`` ``tuning``: Ask's presentation numbers (the file says why each)."""
+
+    model_config = ConfigDict(extra="forbid")
+    focus_rank: int = Field(gt=0)
+    conflict_min_probability: float = Field(ge=0, le=1)
+    follow_up_words: int = Field(ge=0)
 
 
 class Advice:
@@ -58,6 +65,7 @@ class Advice:
         self.order = {sid: i for i, sid in enumerate(data.get("order") or [])}
         self.stage = {sid: stage for stage, ids in (data.get("stages") or {}).items() for sid in ids}
         self.steps = data.get("steps") or {}
+        self.tuning = AnswerTuning(**(data.get("tuning") or {}))
         unknown = (set(self.order) | set(self.stage) | set(self.steps)) - set(catalogue.steps)
         if unknown:
             raise ValueError(f"advice.yaml names unknown steps: {sorted(unknown)}")
@@ -138,7 +146,7 @@ class Answerer:
         or None)."""
         result = self.retriever.search(question, k=5, demote_overviews=False)
         previous = [h["content"] for h in (history or []) if h.get("role") == "user" and h.get("content")]
-        follow_up = len(question.split()) <= _FOLLOW_UP_WORDS or not result.in_scope
+        follow_up = len(question.split()) <= self.advice.tuning.follow_up_words or not result.in_scope
         if not previous or not follow_up:
             return result, None
         # a new, unrelated question ("What is the capital of France?") is not a follow-up
@@ -271,6 +279,7 @@ class Answerer:
         step = self.catalogue.steps[sid]
         line, to = self.advice.line(sid, lang)
         pids = self._passages_for(sid, vector, hit_rank, n, step_scores)
+        focus_rank = self.advice.tuning.focus_rank
         return AdviceStep(
             step=sid,
             title=step.t("title", lang),
@@ -278,7 +287,7 @@ class Answerer:
             why=self.advice.why(sid, lang),
             line=line,
             line_to=to,
-            focus=any(hit_rank.get(p, FOCUS_RANK) < FOCUS_RANK for p in pids),
+            focus=any(hit_rank.get(p, focus_rank) < focus_rank for p in pids),
             citations=[self.cite(pid, lang) for pid in pids],
         )
 
@@ -307,7 +316,7 @@ class Answerer:
         merely because a step it concerns is part of the answer. A narrowed follow-up
         (``guess`` None) shows only the conflicts it names."""
         touched = set()
-        if guess is not None and guess.probability >= CONFLICT_MIN_PROBABILITY:
+        if guess is not None and guess.probability >= self.advice.tuning.conflict_min_probability:
             touched = set(self.situations.situation(guess.situation).conflicts)
         notes = []
         for c in self.catalogue.conflicts.values():

@@ -351,3 +351,19 @@ def test_real_openai_compatible_server(coach, monkeypatch):
 def test_situations_beyond_the_first_list_get_their_steps(coach, question, must):
     r = coach.ask(question)
     assert r.in_scope and must <= set(r.steps), (r.situation, r.steps)
+
+
+def test_asks_tuning_numbers_are_data_and_validated(tmp_path):
+    """knowledge/advice.yaml `tuning` holds Ask's presentation numbers; a bad one is refused."""
+    import pydantic
+
+    from calmcall.answering import AnswerTuning
+    from calmcall.config import Settings
+    from calmcall.knowledge import load_yaml
+
+    tuning = AnswerTuning(**load_yaml((Settings().knowledge_dir / "advice.yaml").read_bytes())["tuning"])
+    assert tuning.focus_rank >= 1 and 0 <= tuning.conflict_min_probability <= 1
+    with pytest.raises(pydantic.ValidationError):
+        AnswerTuning(focus_rank=0, conflict_min_probability=0.5, follow_up_words=7)
+    with pytest.raises(pydantic.ValidationError):
+        AnswerTuning(focus_rank=3, conflict_min_probability=0.5, follow_up_words=7, focus_rnak=2)

@@ -570,6 +570,10 @@ def test_an_elaborated_answer_outscores_the_same_steps_as_talking_points(coach):
     'Mi è capitato: un cliente mi ha detto "Sei una cretina, mi avete rubato cento euro, vaffa...". Ho mantenuto '
     'la calma e gli ho detto: "Signor Rossi, voglio davvero risolvere questa cosa." Mi sono scusata per il disagio '
     'e gli ho proposto due soluzioni.',
+    # nor does the caller's quoted abuse make the sentence read as an insult to the probes
+    'Il cliente era alla quinta chiamata e ha attaccato con "Siete una banda di incompetenti, ve lo dico per '
+    "l'ultima volta!\". Lo capivo, al suo posto sarei stato uguale. Mi sono scusato sul serio, chiamandolo per "
+    "nome, e gli ho offerto un intervento prioritario.",
     # a lie named in a denied clause is denied ("I won't pretend I can refund it")
     "Ik bied excuses aan voor de teleurstelling, maar ik ga niet doen alsof ik iets kan terugbetalen wat buiten "
     "de voorwaarden valt. Ik leg uit wat het beleid is en kijk wat wél kan, een tegoedbon of omruilen.",

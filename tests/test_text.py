@@ -7,6 +7,9 @@ from calmcall.parsing import parse
 from calmcall.text import cue_form, injection_spans, is_negated, is_others, mentions_in, padded_words, units
 
 NEGATED = [
+    # "never … without" is no double negative: the act itself is denied
+    ("fr", "Je ne raccroche jamais sans prévenir."),
+    ("en", "I never hang up without a warning."),
     ("en", "I would not apologise, because it was not our fault."),
     ("sv", "Jag skulle inte be om ursäkt."),
     ("hu", "Nem kérnék bocsánatot tőle."),

@@ -253,12 +253,14 @@ class StepMatcher:
                 hs = self.bridge.harm_scores(sims[ui])
                 prob = float(harm_p[ui])  # harm or not (binary probe)
                 # the caller's quoted words are not the candidate's ("a customer told me "…"")
+                if u.index not in quotes:
+                    quotes[u.index] = callers_quotes(u.sentence, lang, *self._speakers)
                 hlow = low
-                for quote in quotes.setdefault(u.index, callers_quotes(u.sentence, lang, *self._speakers)):
+                for quote in quotes[u.index]:
                     hlow = hlow.replace(padded_words(quote), " ")
                 # the probes read the unit's vector, the caller's words in it included: only the
                 # candidate's own cue words decide a unit that quotes the caller
-                probed = hlow == low
+                unquoted = hlow == low
                 cued = [hid for hid in hs if self._cue_hit(hid, hlow, lang, self._harm_cues)]
                 # a bare insult or mocking word: the candidate's own act, unless the sentence
                 # reports what the caller did ("when a caller calls me an idiot, I…")
@@ -271,7 +273,7 @@ class StepMatcher:
                 top_raw = max(raw_steps.values(), default=-1.0)
                 paired = prob >= p.harm_pair_prob and sum(harm_probs[ui].values()) >= p.harm_pair_kind \
                     and near >= max(top_raw, none)
-                if hs and (cued or probed and (paired or (prob >= p.harm_prob and near >= p.harm_sim
+                if hs and (cued or unquoted and (paired or (prob >= p.harm_prob and near >= p.harm_sim
                                                           and near >= top_raw + p.harm_margin))):
                     # which harm: a cue's, else the many-class probe's choice among harms
                     hid = cued[0] if cued else max(harm_probs[ui], key=lambda h: (harm_probs[ui][h], hs.get(h, 0)))

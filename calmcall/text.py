@@ -46,11 +46,12 @@ _QUOTE = re.compile(r"[\"“«„]([^\"“”«»„]{1,400})[\"”»“]|(?:(?<
 def callers_quotes(sentence: str, lang: str, caller: dict, own: dict, verbs: dict) -> list[str]:
     """The quotations in ``sentence`` that hold the caller's words, not the candidate's
     ("a customer told me "you're an idiot""): the clause before the first quote has a
-    ``caller`` word and no ``own`` one ("Al cliente direi: …" is the candidate's); a later quote stays the caller's unless
-    an ``own`` word and a speech ``verb`` come between ("…", and I said "…"). Anything
-    undecided is the candidate's own, so a harm in it is never hidden on a guess."""
+    ``caller`` word and no ``own`` one ("Al cliente direi: …" is the candidate's); a later
+    quote stays the caller's unless an ``own`` word and a speech ``verb`` come between
+    ("…", and I said "…"). Anything undecided is the candidate's own, so a harm in it is
+    never hidden on a guess."""
     c = set(caller.get(lang, [])) | set(caller.get("en", []))
-    o = set(own.get(lang, [])) | set(own.get("en", [])) if lang != "es" else set(own.get("es", [])) | {"i", "i'd"}
+    o = set(own.get(lang, [])) | set(own.get("en", []))
     v = set(verbs.get(lang, [])) | set(verbs.get("en", []))
     out, speaker, last = [], None, 0
     for m in _QUOTE.finditer(sentence):

@@ -80,6 +80,7 @@ GRADING_SETS = {
     "shapes": ("grading_shapes.jsonl", "new shapes, odd ids fitted on"),
     "tone": ("grading_tone_dev.jsonl", "hard shapes, written blind by a helper, now dev: odd ids fitted on"),
     "redteam": ("grading_redteam.jsonl", "frozen, written blind, never fitted on"),
+    "blind2": ("grading_blind2.jsonl", "frozen, written blind 2026-12-03, never fitted on"),
 }
 
 
@@ -131,7 +132,7 @@ def grading_metrics(reports: list, rows: list[dict]) -> dict:
     }
 
 
-def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "tone", "redteam")) -> dict:
+def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "tone", "redteam", "blind2")) -> dict:
     import numpy as np
 
     out: dict[str, dict] = {}
@@ -156,7 +157,7 @@ def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev
         halves = {}
         for half in ("fit", "held-out"):
             idx = [i for i, r in enumerate(rows) if _half(r) == half]
-            if name != "redteam" and idx:
+            if name not in ("redteam", "blind2") and idx:
                 hm = grading_metrics([reports[i] for i in idx], [rows[i] for i in idx])
                 halves[half] = hm
                 print(f"   {half:8} n {hm['n']:3d}  Spearman {hm['spearman']:.3f}  F1 {hm['micro_f1']:.3f}")

@@ -109,7 +109,9 @@ def test_record_an_answer_on_the_practice_page(app_url, browser, microphone, tmp
         assert {"Words per minute", "Long pauses", "Filler words", "Talk time (s)"} <= set(labels), labels
         wpm = int(page.get_by_test_id("stMetric").filter(has_text="Words per minute")
                   .get_by_test_id("stMetricValue").inner_text())
-        assert 100 <= wpm <= 220, wpm  # espeak-ng's neutral voice speaks at 160
+        # espeak-ng's neutral voice speaks at 160; talk time leaves pauses out, and a CI run
+        # measured 222: the bound catches a wrong unit or a halved clock, not a few percent
+        assert 100 <= wpm <= 250, wpm
         talk = int(page.get_by_test_id("stMetric").filter(has_text="Talk time (s)")
                    .get_by_test_id("stMetricValue").inner_text())
         assert abs(talk - (speech_ends_s - 0.5)) <= 3, (talk, speech_ends_s)

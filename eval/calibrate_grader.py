@@ -33,6 +33,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from run import anti_counts  # noqa: E402  (eval/run.py: the same count the eval reports)
+
 from calmcall.coach import Coach  # noqa: E402
 from calmcall.policy import POLICY_FILE  # noqa: E402
 
@@ -41,6 +43,10 @@ FIT_SETS = ("grading.jsonl", "grading_shapes.jsonl")
 # that set has no thin answers, and its low-graded ones are all capped, so only its good answers
 # would enter the curve and lift it for every thin answer
 DETECTION_SETS = (*FIT_SETS, "grading_tone_dev.jsonl")
+# which stages search their grid in each mode (the others keep the file's values; the curve is always refit)
+STAGES = {"thresholds", "anti", "harm", "harm_pair", "extra", "depth"}
+ONLY = {"quick": set(), "harm-only": {"harm", "harm_pair"}, "depth-only": {"depth"}, "anti-only": {"anti"},
+        "harm-pair-only": {"harm_pair"}}
 CAPPED = ("injection", "keyword_list", "off_topic", "too_short", "harm", "copied", "sarcasm", "repetitive")
 
 
@@ -86,11 +92,8 @@ def run(grader, rows):
     # a good answer accused of harm is as bad an error as harm let through (it is capped at 10)
     false_harm = [r["id"] for s, r in zip(scored, rows) if s.flags.get("harm") and not r.get("harm")]
     # anti-patterns: each wrong one costs a good answer penalty_per_anti points
-    atp = afp = afn = 0
-    for s, r in zip(scored, rows):
-        pred = {a for a, e in s.match.best("anti").items() if e.source == "nearest"}
-        gold = set(r.get("anti_patterns") or []) - {"sarcasm"}
-        atp, afp, afn = atp + len(pred & gold), afp + len(pred - gold), afn + len(gold - pred)
+    atp, afp, afn = anti_counts([{a for a, e in s.match.best("anti").items() if e.source == "nearest"}
+                                 for s in scored], rows)
     anti_f1 = 2 * atp / max(2 * atp + afp + afn, 1)
     return {"spearman": rho, "f1": f1, "low_max": max((x[1] for x in low), default=0), "low_over": over,
             "false_harm": false_harm, "anti_f1": anti_f1, "anti_counts": (atp, afp, afn)}, scored
@@ -117,15 +120,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--quick", action="store_true", help="keep the thresholds, fit only the curve")
-    parser.add_argument("--harm-only", action="store_true", help="keep the step thresholds, fit harm and the curve")
+    parser.add_argument("--harm-only", action="store_true", help="fit harm detection (stages 2, 2b) and the curve")
     parser.add_argument("--depth-only", action="store_true", help="keep thresholds, harm and extra; fit depth and the curve")
     parser.add_argument("--harm-pair-only", action="store_true",
                         help="keep everything else; fit the two-probe harm rule and the curve")
     parser.add_argument("--anti-only", action="store_true",
                         help="keep thresholds, harm, extra and depth; fit anti-pattern corroboration and the curve")
     args = parser.parse_args()
-    pair_only = args.harm_pair_only
-    keep = args.quick or args.depth_only or args.anti_only or pair_only  # stages 1-3 keep the current values
+    mode = next((m for m in ONLY if getattr(args, m.replace("-", "_"))), "all")
+    fits = ONLY.get(mode, STAGES)  # the stages that search a grid; the others keep the file's values
     fit, held = rows_of("fit"), rows_of("held-out")
     coach = Coach()
     grader = coach.grader
@@ -137,9 +140,15 @@ def main() -> int:
         return original_query(list(texts))
 
     coach.embedder.query = lambda texts: cached(tuple(texts))
+    def refit_curve() -> None:
+        """The score curve for the current settings, fitted from scratch (stage 5)."""
+        policy.curve = [[0.0, 0.0], [100.0, 100.0]]
+        _, scored = run(grader, fit)
+        policy.curve = fit_curve(scored, fit)
+
     policy.curve = [[0.0, 0.0], [100.0, 100.0]]
     best = None
-    grid = [(policy.covered, policy.covered - policy.partly, policy.margin, policy.anti)] if keep or args.harm_only else \
+    grid = [(policy.covered, policy.covered - policy.partly, policy.margin, policy.anti)] if "thresholds" not in fits else \
         itertools.product(np.arange(0.9, 0.921, 0.005), [0.006, 0.012, 0.02], [0.005], [0.9, 0.91])
     for covered, gap, margin, anti in grid:
         policy.covered, policy.partly, policy.margin, policy.anti = float(covered), float(covered - gap), float(margin), float(anti)
@@ -154,12 +163,10 @@ def main() -> int:
     # stage 1b: an anti-pattern match below anti_sure needs the probe (>= anti_probe) or a
     # cue word in a sentence without negation; each candidate with its own curve
     best_a = None
-    for anti_sure, anti_probe in ([(policy.anti_sure, policy.anti_probe)] if args.quick or args.depth_only or pair_only else
+    for anti_sure, anti_probe in ([(policy.anti_sure, policy.anti_probe)] if "anti" not in fits else
                                   [(0.0, 0.0)] + list(itertools.product([0.93, 0.94, 0.95, 0.96], [0.3, 0.5, 0.7, 1.1]))):
         policy.anti_sure, policy.anti_probe = float(anti_sure), float(anti_probe)
-        policy.curve = [[0.0, 0.0], [100.0, 100.0]]
-        _, scored = run(grader, fit)
-        policy.curve = fit_curve(scored, fit)
+        refit_curve()
         m, _ = run(grader, fit)
         objective = m["spearman"] + m["anti_f1"] - 0.05 * len(m["low_over"])
         print(f"  anti sure {anti_sure} probe {anti_probe}: Spearman {m['spearman']:.3f} anti F1 {m['anti_f1']:.3f} "
@@ -173,7 +180,7 @@ def main() -> int:
     # harm_margin: the nearest harm phrasing must beat the nearest step phrasing by this much
     # (-1: not required), which lets a less certain probe count without flagging good answers
     for harm_prob, harm_sim, cue_prob, harm_margin in (
-            [(policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin)] if keep else
+            [(policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin)] if "harm" not in fits else
             itertools.product([0.8, 0.9, 0.95, 0.98], [0.9], [0.1], [-1.0, 0.0, 0.01, 0.02])):
         policy.harm_prob, policy.harm_sim, policy.harm_cue_prob, policy.harm_margin = harm_prob, harm_sim, cue_prob, harm_margin
         m, _ = run(grader, fit)
@@ -186,7 +193,7 @@ def main() -> int:
     # stage 2b: a less certain binary probe counts when the many-class probe agrees
     best_p = None
     detect_fit = rows_of("fit", DETECTION_SETS)
-    for pair_prob, pair_kind in ([(policy.harm_pair_prob, policy.harm_pair_kind)] if keep and not pair_only else
+    for pair_prob, pair_kind in ([(policy.harm_pair_prob, policy.harm_pair_kind)] if "harm_pair" not in fits else
                                  [(1.1, 1.1)] + list(itertools.product([0.6, 0.7, 0.8, 0.9], [0.6, 0.7, 0.8]))):
         policy.harm_pair_prob, policy.harm_pair_kind = pair_prob, pair_kind
         m, _ = run(grader, detect_fit)
@@ -198,21 +205,15 @@ def main() -> int:
     policy.harm_pair_prob, policy.harm_pair_kind = best_p[1]
     # stage 3: how much documented steps beyond the question's own add (a richer answer)
     best_x = None
-    for extra in ([policy.extra_weight] if keep or args.harm_only else [0.0, 4.0, 8.0]):
+    for extra in ([policy.extra_weight] if "extra" not in fits else [0.0, 4.0, 8.0]):
         policy.extra_weight = extra
         m, _ = run(grader, fit)
         if best_x is None or m["spearman"] > best_x[0]:
             best_x = (m["spearman"], extra)
     policy.extra_weight = best_x[1]
-    def refit_curve() -> None:
-        """The score curve for the current settings, fitted from scratch (stage 5)."""
-        policy.curve = [[0.0, 0.0], [100.0, 100.0]]
-        _, scored = run(grader, fit)
-        policy.curve = fit_curve(scored, fit)
-
     # stage 4: depth, each candidate scored with a curve fitted for it
     best_d = None
-    for weight, ref, cap in ([(policy.depth_weight, policy.depth_ref, policy.depth_max)] if args.quick or args.anti_only or pair_only else
+    for weight, ref, cap in ([(policy.depth_weight, policy.depth_ref, policy.depth_max)] if "depth" not in fits else
                              [(0.0, 20.0, 20.0)] + list(itertools.product([5.0, 10.0, 15.0, 20.0], [10.0, 20.0, 40.0],
                                                                           [10.0, 20.0]))):
         policy.depth_weight, policy.depth_ref, policy.depth_max = weight, ref, cap

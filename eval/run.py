@@ -74,6 +74,7 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+FROZEN = ("redteam", "blind2")  # written blind, never fitted on: no fit / held-out halves
 GRADING_SETS = {
     # name: (file, what it is)
     "dev": ("grading.jsonl", "written with the grader, odd ids fitted on"),
@@ -86,6 +87,17 @@ GRADING_SETS = {
 
 def _half(row: dict) -> str:
     return "fit" if int("".join(ch for ch in row["id"] if ch.isdigit()) or 0) % 2 == 1 else "held-out"
+
+
+def anti_counts(predicted: list[set[str]], rows: list[dict]) -> tuple[int, int, int]:
+    """Anti-patterns held against the candidate vs the coach's: (right, wrong, missed).
+    Sarcasm is a tone flag, not counted. calibrate_grader fits on the same count."""
+    tp = fp = fn = 0
+    for pred, row in zip(predicted, rows):
+        pred = pred - {"sarcasm"}
+        gold = set(row.get("anti_patterns") or []) - {"sarcasm"}
+        tp, fp, fn = tp + len(pred & gold), fp + len(pred - gold), fn + len(gold - pred)
+    return tp, fp, fn
 
 
 def grading_metrics(reports: list, rows: list[dict]) -> dict:
@@ -111,12 +123,7 @@ def grading_metrics(reports: list, rows: list[dict]) -> dict:
                 per_step[step][2] += 1
     prec = tp / max(tp + fp, 1)
     rec = tp / max(tp + fn, 1)
-    # anti-patterns the report holds against the candidate (sarcasm is a tone flag, not counted)
-    atp = afp = afn = 0
-    for rep, row in zip(reports, rows):
-        pred = {a.id for a in rep.anti_patterns} - {"sarcasm"}
-        gold = set(row.get("anti_patterns") or []) - {"sarcasm"}
-        atp, afp, afn = atp + len(pred & gold), afp + len(pred - gold), afn + len(gold - pred)
+    atp, afp, afn = anti_counts([{a.id for a in rep.anti_patterns} for rep in reports], rows)
     scores = [r.score for r in reports]
     labels = [row["grade"] for row in rows]
     low = [r.score for r, row in zip(reports, rows) if row["grade"] <= 10]
@@ -157,7 +164,7 @@ def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev
         halves = {}
         for half in ("fit", "held-out"):
             idx = [i for i, r in enumerate(rows) if _half(r) == half]
-            if name not in ("redteam", "blind2") and idx:
+            if name not in FROZEN and idx:
                 hm = grading_metrics([reports[i] for i in idx], [rows[i] for i in idx])
                 halves[half] = hm
                 print(f"   {half:8} n {hm['n']:3d}  Spearman {hm['spearman']:.3f}  F1 {hm['micro_f1']:.3f}")

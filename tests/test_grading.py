@@ -579,14 +579,12 @@ def test_an_elaborated_answer_outscores_the_same_steps_as_talking_points(coach):
     "de voorwaarden valt. Ik leg uit wat het beleid is en kijk wat wél kan, een tegoedbon of omruilen.",
 ])
 def test_the_callers_words_and_denied_harms_are_not_held_against_the_candidate(coach, answer):
-    r = coach.grade(answer, "q01_angry_call")
-    assert not r.flags["harm"], [h.evidence for h in r.harms]
+    assert_no_harm(coach, answer)
 
 
 def test_the_candidates_own_quoted_insult_is_still_harm(coach):
-    r = coach.grade('Un cliente mi ha urlato contro. Ho mantenuto la calma, poi gli ho detto: "sei un cretino".',
-                    "q01_angry_call")
-    assert r.flags["harm"] and r.score <= 10
+    assert_capped_for_harm(coach, 'Un cliente mi ha urlato contro. Ho mantenuto la calma, poi gli ho detto: '
+                                  '"sei un cretino".')
 
 
 @pytest.mark.parametrize("harm", [
@@ -598,5 +596,4 @@ def test_the_candidates_own_quoted_insult_is_still_harm(coach):
     "who he is.",
 ])
 def test_harm_in_ordinary_words_is_caught_when_two_probes_agree(coach, harm):
-    r = coach.grade(GOOD + " " + harm, "q01_angry_call")
-    assert r.flags["harm"] and r.score <= 10, (r.score, r.harms)
+    assert_capped_for_harm(coach, GOOD + " " + harm)

@@ -87,6 +87,7 @@ class Tone(BaseModel):
     caller_speaking: dict[str, list[str]] = Field(default_factory=dict)  # "a customer told me "…""
     own_speaking: dict[str, list[str]] = Field(default_factory=dict)  # "I said "…""
     speech_verbs: dict[str, list[str]] = Field(default_factory=dict)
+    caller_verbs: dict[str, list[str]] = Field(default_factory=dict)  # "He said sorry for …"
 
 
 class ConflictSide(BaseModel):
@@ -244,6 +245,7 @@ def _load_harms(root: Path, none: dict[str, list[str]], more: dict[str, dict[str
     tone["caller_speaking"] = words.get("caller_speaking") or {}
     tone["own_speaking"] = words.get("own_speaking") or {}
     tone["speech_verbs"] = words.get("speech_verbs") or {}
+    tone["caller_verbs"] = words.get("caller_verbs") or {}
     # harms.yaml's `negatives` are benign sentences (many of them good steps: "I'd let the
     # caller finish without interrupting") written to check the harm cues against; they
     # are not a class that competes with the steps, so only the phrasings' `none` are used

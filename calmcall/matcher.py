@@ -25,6 +25,7 @@ from .parsing import ParsedAnswer, parse
 from .policy import ScoringPolicy
 from .text import (
     GAP,
+    callers_act,
     callers_quotes,
     cue_form,
     has_negation,
@@ -97,6 +98,7 @@ class StepMatcher:
                             for h in catalogue.harms.values() if h.words}
         self._reported = catalogue.tone.reported_speech
         self._speakers = (catalogue.tone.caller_speaking, catalogue.tone.own_speaking, catalogue.tone.speech_verbs)
+        self._caller_verbs = catalogue.tone.caller_verbs
         # as cues are matched: lowercase words between spaces ("bitte ihn, sich zu…")
         self._calm_down = {lang: [cue_form(c) for c in cues]
                            for lang, cues in catalogue.tone.calm_down_orders.items()}
@@ -172,9 +174,20 @@ class StepMatcher:
         return vecs
 
     # -- matching ---------------------------------------------------------------
+    def _cue_list(self, hid: str, lang: str) -> list[str]:
+        cues = self._harm_cues.get(hid, {})
+        return cues.get(lang, []) + cues.get("en", [])
+
     def _cue_hit(self, item_id: str, padded: str, lang: str, table=None) -> bool:
         cues = (table or self._cues).get(item_id, {})
         return mentions_in(padded, cues.get(lang, []) + cues.get("en", []))
+
+    def _callers_act(self, low: str, sentence: str, cues: list[str], lang: str) -> bool:
+        """Is every one of ``cues`` that the unit holds part of the caller's reported act
+        (``text.callers_act``)?"""
+        held = [c for c in cues if mentions_in(low, [c])]
+        caller, own = self._speakers[0], self._speakers[1]
+        return bool(held) and all(callers_act(low, sentence, c, lang, caller, own, self._caller_verbs) for c in held)
 
     def _own_harm_words(self, low: str, sentence: str, lang: str) -> list[str]:
         """Harms whose bare words (harm_words.yaml) the unit ``low`` holds, unless the rest of
@@ -192,7 +205,7 @@ class StepMatcher:
             rest = sent
             for alt in hit.replace(GAP, "|").split("|") if is_pattern(hit) else ():
                 rest = rest.replace(f" {alt.strip()}", " ", 1)
-            if not mentions_in(rest, reported):
+            if not mentions_in(rest, reported) and not self._callers_act(low, sentence, [hit], lang):
                 hits.append(hid)
         return hits
 
@@ -261,7 +274,8 @@ class StepMatcher:
                 # the probes read the unit's vector, the caller's words in it included: only the
                 # candidate's own cue words decide a unit that quotes the caller
                 unquoted = hlow == low
-                cued = [hid for hid in hs if self._cue_hit(hid, hlow, lang, self._harm_cues)]
+                cued = [hid for hid in hs if self._cue_hit(hid, hlow, lang, self._harm_cues)
+                        and not self._callers_act(hlow, u.sentence, self._cue_list(hid, lang), lang)]
                 # a bare insult or mocking word: the candidate's own act, unless the sentence
                 # reports what the caller did ("when a caller calls me an idiot, I…")
                 cued += [hid for hid in self._own_harm_words(hlow, u.sentence, lang) if hid not in cued]

@@ -68,6 +68,26 @@ def callers_quotes(sentence: str, lang: str, caller: dict, own: dict, verbs: dic
     return out
 
 
+def callers_act(unit_padded: str, sentence: str, hit: str, lang: str, caller: dict, own: dict,
+                verbs: dict) -> bool:
+    """Does the unit report what the caller said or did, ``hit`` among it ("He … said sorry
+    for the brain-dead comment")? The sentence opens with a ``caller`` word as its subject
+    (within four words), holds no ``own`` word, and in the unit a caller ``verb`` comes before
+    the hit. A judgement with no such verb ("He's an idiot") stays the candidate's, and so
+    does a clause of their own after the caller's ("…, so I called him stupid"): the clause
+    is a unit of its own and has no caller verb before its hit."""
+    toks = words(sentence)
+    c = set(caller.get(lang, [])) | set(caller.get("en", []))
+    o = set(own.get(lang, [])) | set(own.get("en", []))
+    if not any(t in c for t in toks[:4]) or any(t in o for t in toks):
+        return False
+    at = unit_padded.find(f" {hit.split(GAP)[0].strip()}")
+    if at < 0:
+        return False
+    before = unit_padded[: at + 1]
+    return mentions_in(before, verbs.get(lang, []) + (verbs.get("en", []) if lang != "en" else []))
+
+
 def has_negation(text: str, lang: str) -> bool:
     """Is there a negation (or a "without") anywhere in ``text``? Coarser than
     ``is_negated`` (which asks whether the speaker denies the clause's act): a cue word in

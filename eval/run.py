@@ -139,7 +139,8 @@ def grading_metrics(reports: list, rows: list[dict]) -> dict:
     }
 
 
-def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "tone", "redteam", "blind2")) -> dict:
+def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "tone", "redteam", "blind2"),
+                 blind: bool = True) -> dict:
     import numpy as np
 
     out: dict[str, dict] = {}
@@ -186,11 +187,11 @@ def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev
         out[name] = m
     print(f"grade latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, p95 {np.percentile(lat, 95) * 1000:.0f} ms")
     out["copies"] = eval_copies(coach)
-    out["lying"] = eval_lying(coach)
+    out["lying"] = eval_lying(coach, blind)
     return out
 
 
-def eval_lying(coach: Coach) -> dict:
+def eval_lying(coach: Coach, blind: bool = True) -> dict:
     """Lies told by the candidate vs answers that only mention untruth (the caller's false
     claim, a refusal to lie, a colleague's lie put right, "which isn't true" about a feeling).
     ``dev`` (eval/grading_lying_dev.jsonl): the lying cues of knowledge/harm_words.yaml were
@@ -199,7 +200,7 @@ def eval_lying(coach: Coach) -> dict:
     never tuned on. Each written by a different helper."""
     out = {}
     for name, file in (("dev", "grading_lying_dev.jsonl"), ("blind", "grading_lying_blind.jsonl")):
-        if not (HERE / file).exists():
+        if not (HERE / file).exists() or (name == "blind" and not blind):
             continue
         rows = load(file)
         reports = [coach.grade(r["answer"]) for r in rows]
@@ -253,6 +254,9 @@ def main() -> int:
     parser.add_argument("what", nargs="?", default="all", choices=["retrieval", "grading", "ask", "all"])
     parser.add_argument("--check", action="store_true", help="exit 1 below eval/thresholds.yaml")
     parser.add_argument("--show", action="store_true", help="print the largest grading disagreements")
+    parser.add_argument("--dev-only", action="store_true",
+                        help="grading: leave the frozen blind sets out (while developing: a blind set read "
+                             "to decide a change is no longer blind)")
     args = parser.parse_args()
     th = yaml.safe_load((HERE / "thresholds.yaml").read_text())
     coach = Coach()
@@ -267,13 +271,16 @@ def main() -> int:
             failures.append(f"out-of-scope accuracy {r['oos_accuracy']:.2f}")
     if args.what in ("grading", "all"):
         print("== grading ==")
-        g = eval_grading(coach, show=args.show)
+        sets = tuple(n for n in ("dev", "shapes", "tone", "redteam", "blind2") if not (args.dev_only and n in FROZEN))
+        g = eval_grading(coach, show=args.show, sets=sets, blind=not args.dev_only)
         copies, cfloor = g.get("copies") or {}, th.get("copies") or {}
         if cfloor and copies.get("recall", 0) < cfloor["recall_min"]:
             failures.append(f"translated-copy recall {copies.get('recall', 0):.2f}")
         if cfloor and copies.get("false_flags", 0) > cfloor["false_flags_max"]:
             failures.append(f"own-words answers flagged as copied: {copies['false_flags']}")
         for name, lfloor in (th.get("lying") or {}).items():
+            if args.dev_only and name == "blind":
+                continue
             lying = (g.get("lying") or {}).get(name)
             if lying is None:
                 failures.append(f"lying set {name} missing")
@@ -283,6 +290,8 @@ def main() -> int:
             if lying["false_flags"] > lfloor["false_flags_max"]:
                 failures.append(f"honest answers flagged as harm on the lying {name} set: {lying['false_flags']}")
         for name, floors in th["grading"].items():
+            if args.dev_only and name in FROZEN:
+                continue
             m = g.get(name)
             if m is None:
                 failures.append(f"grading set {name} missing")

@@ -574,6 +574,10 @@ def test_an_elaborated_answer_outscores_the_same_steps_as_talking_points(coach):
     'Il cliente era alla quinta chiamata e ha attaccato con "Siete una banda di incompetenti, ve lo dico per '
     "l'ultima volta!\". Lo capivo, al suo posto sarei stato uguale. Mi sono scusato sul serio, chiamandolo per "
     "nome, e gli ho offerto un intervento prioritario.",
+    # the caller, as the subject of a speech verb, reported without quotes (text.callers_act)
+    "A customer once rang about a broken heater and was furious with me. I let her talk, said I was sorry it had "
+    "failed in the cold week and booked an engineer for the next morning. At the end she said sorry for calling "
+    "me brain dead.",
     # a lie named in a denied clause is denied ("I won't pretend I can refund it")
     "Ik bied excuses aan voor de teleurstelling, maar ik ga niet doen alsof ik iets kan terugbetalen wat buiten "
     "de voorwaarden valt. Ik leg uit wat het beleid is en kijk wat wél kan, een tegoedbon of omruilen.",
@@ -585,6 +589,8 @@ def test_the_callers_words_and_denied_harms_are_not_held_against_the_candidate(c
 def test_the_candidates_own_quoted_insult_is_still_harm(coach):
     assert_capped_for_harm(coach, 'Un cliente mi ha urlato contro. Ho mantenuto la calma, poi gli ho detto: '
                                   '"sei un cretino".')
+    # the caller's verb does not cover the candidate's own clause after it
+    assert_capped_for_harm(coach, "I listened and stayed calm. The customer shouted at me, so I called him brain dead.")
 
 
 @pytest.mark.parametrize("harm", [

@@ -232,3 +232,24 @@ def test_callers_quotes_are_told_from_the_candidates(speakers, sentence, lang, c
     from calmcall.text import callers_quotes
 
     assert callers_quotes(sentence, lang, *speakers) == callers
+
+
+@pytest.mark.parametrize("unit,sentence,hit,lang,expected", [
+    ("actually said sorry for the brain-dead comment at the end",
+     "He picked the delivery and actually said sorry for the brain-dead comment at the end.", "brain dead", "en", True),
+    ("Der Kunde nannte mich einen Idioten", "Der Kunde nannte mich einen Idioten.", "idiot", "de", True),
+    ("La cliente ha detto che siamo degli idioti", "La cliente ha detto che siamo degli idioti.", "idiot", "it", True),
+    # a judgement with no caller verb, or any word of the candidate's own: theirs
+    ("He's brain dead", "He's brain dead.", "brain dead", "en", False),
+    ("so I called him brain dead", "The customer shouted, so I called him brain dead.", "brain dead", "en", False),
+    ("Some customers are just idiots", "Some customers are just idiots.", "idiot", "en", False),
+    ("ezért hülyének neveztem", "Az ügyfél kiabált, ezért hülyének neveztem.", "hülyé", "hu", False),
+])
+def test_callers_act_is_the_callers_reported_words(speakers, unit, sentence, hit, lang, expected):
+    from calmcall.config import Settings
+    from calmcall.knowledge import load_yaml
+    from calmcall.text import callers_act, padded_words
+
+    verbs = load_yaml((Settings().knowledge_dir / "harm_words.yaml").read_bytes())["caller_verbs"]
+    caller, own, _ = speakers
+    assert callers_act(padded_words(unit), sentence, hit, lang, caller, own, verbs) is expected

@@ -32,6 +32,7 @@ from .text import (
     is_negated,
     is_pattern,
     mentions_in,
+    own_reply_holds,
     padded_words,
     words,
 )
@@ -191,7 +192,9 @@ class StepMatcher:
 
     def _own_harm_words(self, low: str, sentence: str, lang: str) -> list[str]:
         """Harms whose bare words (harm_words.yaml) the unit ``low`` holds, unless the rest of
-        its sentence reports someone else's act ("when a caller calls me an idiot"); a gapped
+        its sentence reports someone else's act ("when a caller calls me an idiot") and the
+        word is not in the candidate's own reply after that report (``text.own_reply_holds``,
+        "he said I was a moron, so I said he was the moron"); a gapped
         cue's own words do not count as that report ("sag … auch wenn das nicht stimmt"
         holds "auch wenn" without being one)."""
         reported = self._reported.get(lang, []) + self._reported.get("en", [])
@@ -205,7 +208,9 @@ class StepMatcher:
             rest = sent
             for alt in hit.replace(GAP, "|").split("|") if is_pattern(hit) else ():
                 rest = rest.replace(f" {alt.strip()}", " ", 1)
-            if not mentions_in(rest, reported) and not self._callers_act(low, sentence, [hit], lang):
+            covered = mentions_in(rest, reported) and not own_reply_holds(
+                sent, hit, reported, lang, self._speakers[1], self._speakers[2])
+            if not covered and not self._callers_act(low, sentence, [hit], lang):
                 hits.append(hid)
         return hits
 

@@ -88,6 +88,28 @@ def callers_act(unit_padded: str, sentence: str, hit: str, lang: str, caller: di
     return mentions_in(before, verbs.get(lang, []) + (verbs.get("en", []) if lang != "en" else []))
 
 
+def own_reply_holds(sentence_padded: str, hit: str, reported: list[str], lang: str, own: dict,
+                    verbs: dict) -> bool:
+    """Is ``hit`` inside the candidate's own reply that follows a report of the caller's
+    words in the same sentence ("He said I was a moron, so I said he was the moron")? An
+    ``own`` word with a speech ``verb`` beside it (the word before, as in "also sagte ich", or
+    one of the two after) comes after the last ``reported`` marker and before the hit: the
+    report covers what the caller said, not the candidate's answer to it."""
+    first = f" {hit.split(GAP)[0].split('|')[0].strip()}"
+    o = set(own.get(lang, [])) | set(own.get("en", []))
+    v = set(verbs.get(lang, [])) | set(verbs.get("en", []))
+    at = sentence_padded.find(first)
+    while at >= 0:  # each place the hit is
+        before = sentence_padded[: at + 1]
+        ends = [i + len(m.strip()) + 1 for m in reported if (i := before.rfind(f" {m.strip()}")) >= 0]
+        toks = before[max(ends):].split() if ends else []
+        if any(t in o and any(w in v for w in toks[max(j - 1, 0): j] + toks[j + 1: j + 3])
+               for j, t in enumerate(toks)):
+            return True
+        at = sentence_padded.find(first, at + 1)
+    return False
+
+
 def has_negation(text: str, lang: str) -> bool:
     """Is there a negation (or a "without") anywhere in ``text``? Coarser than
     ``is_negated`` (which asks whether the speaker denies the clause's act): a cue word in

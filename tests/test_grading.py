@@ -591,6 +591,11 @@ def test_the_candidates_own_quoted_insult_is_still_harm(coach):
                                   '"sei un cretino".')
     # the caller's verb does not cover the candidate's own clause after it
     assert_capped_for_harm(coach, "I listened and stayed calm. The customer shouted at me, so I called him brain dead.")
+    # nor does a report of the caller's words cover the candidate's reply after it
+    assert_capped_for_harm(coach, "I listened and stayed calm. He said I was a moron, so I said he was the moron.",
+                           "insult")
+    assert_capped_for_harm(coach, "Jag lyssnade lugnt. Kunden sa att jag var en idiot, så jag sa att han var en idiot.",
+                           "insult")
 
 
 @pytest.mark.parametrize("harm", [

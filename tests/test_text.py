@@ -253,3 +253,26 @@ def test_callers_act_is_the_callers_reported_words(speakers, unit, sentence, hit
     verbs = load_yaml((Settings().knowledge_dir / "harm_words.yaml").read_bytes())["caller_verbs"]
     caller, own, _ = speakers
     assert callers_act(padded_words(unit), sentence, hit, lang, caller, own, verbs) is expected
+
+
+@pytest.mark.parametrize("sentence,hit,lang,expected", [
+    # the candidate's reply after the caller's reported words is theirs
+    ("He said I was a moron, so I said he was the moron.", "moron", "en", True),
+    ("She called me an idiot and I told her she was the idiot.", "idiot", "en", True),
+    ("Kunden sa att jag var en idiot, så jag sa att han var en idiot.", "idiot", "sv", True),
+    ("Er nannte mich einen Idioten, also sagte ich, er sei der Idiot.", "idiot", "de", True),
+    # the caller's words alone, or the candidate's own words *about* the report, are not
+    ("He said I was a moron, so I stayed calm.", "moron", "en", False),
+    ("When a caller calls me an idiot I tell him calmly that I will help.", "idiot", "en", False),
+    ("I said to my manager that the caller called me an idiot.", "idiot", "en", False),
+    ("Some customers are just idiots.", "idiot", "en", False),  # no report at all: not this rule
+])
+def test_own_reply_after_the_callers_reported_words(speakers, sentence, hit, lang, expected):
+    from calmcall.config import Settings
+    from calmcall.knowledge import load_yaml
+    from calmcall.text import own_reply_holds
+
+    reported = load_yaml((Settings().knowledge_dir / "harm_words.yaml").read_bytes())["reported_speech"]
+    _, own, verbs = speakers
+    markers = reported.get(lang, []) + reported["en"]
+    assert own_reply_holds(padded_words(sentence), hit, markers, lang, own, verbs) is expected

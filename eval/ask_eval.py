@@ -147,8 +147,8 @@ def run_retrieval(coach) -> dict:
 
 def run_scope_cv(coach, grid: dict) -> dict:
     """Leave-one-topic-out validation of the scope classifier (``ScopeModel``): each topic of
-    knowledge/scope_anchors.yaml ``topics`` (eight languages) is held out in turn, the model
-    refitted on the rest and the held-out topic's questions decided as Ask decides them
+    knowledge/scope_anchors.yaml and scope_more.yaml ``topics`` (eight languages) is held out in
+    turn, the model refitted on the rest and the held-out topic's questions decided as Ask decides them
     (classifier probability with search's verdict and nearest-reference margin). In-scope
     questions never trained on (dev's and retrieval.jsonl's) are decided by the model fitted
     on everything; dev's and retrieval.jsonl's out-of-scope questions are reported beside.
@@ -214,7 +214,7 @@ def run_scope_cv(coach, grid: dict) -> dict:
             row["worst_topic"] = min(per_topic.items(), key=lambda kv: kv[1])
             results.append(row)
     results.sort(key=lambda r: -(min(r["heldout_topics"], 0.97) + r["dev_in"] + r["ret_in"]))
-    print("-- scopecv: leave-one-topic-out over scope_anchors.yaml topics "
+    print("-- scopecv: leave-one-topic-out over the scope_anchors.yaml + scope_more.yaml topics "
           f"({len(topics)} topics; {int(inside_a.sum())} in-scope / {int((~inside_a).sum())} out-of-scope texts)")
     print("   c lex_c lex_w (min_p, described, accept): held-out topics refused | dev OOS refused, "
           "retrieval OOS refused | dev in-scope kept, retrieval kept | worst topic")

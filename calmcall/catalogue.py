@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from .knowledge import Knowledge, KnowledgeError, load_yaml
+from .text import inflected_forms
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,8 @@ def _load_harms(root: Path, none: dict[str, list[str]], more: dict[str, dict[str
     for hid, by_lang in (words.get("words") or {}).items():
         if hid not in harms:
             raise KnowledgeError(f"harm_words.yaml: unknown harm {hid!r}")
-        harms[hid].words = {lang: [str(w).lower() for w in ws] for lang, ws in by_lang.items()}
+        harms[hid].words = {lang: [f for w in ws for f in inflected_forms(str(w).lower(), lang)]
+                            for lang, ws in by_lang.items()}
     tone = dict(data.get("tone") or {})
     tone["reported_speech"] = words.get("reported_speech") or {}
     tone["calm_down_orders"] = words.get("calm_down_orders") or {}

@@ -431,6 +431,20 @@ def cue_form(cue: str) -> str:
     return " ".join(words(cue)) + (" " if cue.endswith(" ") else "")
 
 
+# Hungarian lengthens a word-final a / e before a suffix ("idióta" -> "idiótának", "hülye" ->
+# "hülyének"): a bare word written in its dictionary form also matches its suffixed forms
+_LENGTHENED = {"hu": {"a": "á", "e": "é"}}
+
+
+def inflected_forms(word: str, lang: str) -> list[str]:
+    """``word`` and the stem its suffixed forms start with, where that differs (Hungarian
+    final-vowel lengthening); a phrase, a pattern or a whole-word cue stays as written."""
+    last = _LENGTHENED.get(lang, {}).get(word[-1:]) if word and " " not in word.strip() else None
+    if last is None or is_pattern(word) or word.endswith(" "):
+        return [word]
+    return [word, word[:-1] + last]
+
+
 def is_pattern(cue: str) -> bool:
     """A cue with parts (``…``) or alternatives (``|``), matched by parts (``cue_form``)."""
     return GAP in cue or "|" in cue

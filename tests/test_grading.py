@@ -596,6 +596,13 @@ def test_the_candidates_own_quoted_insult_is_still_harm(coach):
                            "insult")
     assert_capped_for_harm(coach, "Jag lyssnade lugnt. Kunden sa att jag var en idiot, så jag sa att han var en idiot.",
                            "insult")
+    # Hungarian marks "I" on the verb and lengthens a final vowel before a suffix
+    assert_capped_for_harm(coach, "Meghallgattam és nyugodt maradtam. Az ügyfél kiabált, ezért hülyének neveztem.",
+                           "insult")
+    assert_capped_for_harm(coach, "Meghallgattam, aztán idiótának neveztem az ügyfelet.", "insult")
+    assert_capped_for_harm(coach, "Nyugodt maradtam, de a végén lehülyéztem.", "insult")
+    assert_no_harm(coach, "Az ügyfél lehülyézett, de nyugodt maradtam és meghallgattam.")
+    assert_no_harm(coach, "Meghallgattam, nyugodt maradtam, és nem neveztem hülyének.")
 
 
 @pytest.mark.parametrize("harm", [

@@ -276,3 +276,17 @@ def test_own_reply_after_the_callers_reported_words(speakers, sentence, hit, lan
     _, own, verbs = speakers
     markers = reported.get(lang, []) + reported["en"]
     assert own_reply_holds(padded_words(sentence), hit, markers, lang, own, verbs) is expected
+
+
+@pytest.mark.parametrize("word,lang,forms", [
+    ("idióta", "hu", ["idióta", "idiótá"]),  # idiótának
+    ("hülye", "hu", ["hülye", "hülyé"]),  # hülyének
+    ("barom", "hu", ["barom"]),
+    ("fogd be", "hu", ["fogd be"]),  # a phrase stays as written
+    ("lehülyézem ", "hu", ["lehülyézem "]),  # so does a whole-word cue
+    ("idiota", "it", ["idiota"]),
+])
+def test_hungarian_harm_words_match_their_suffixed_forms(word, lang, forms):
+    from calmcall.text import inflected_forms
+
+    assert inflected_forms(word, lang) == forms

@@ -1,4 +1,5 @@
-"""Ask measured on trainer situations: ``python eval/ask_eval.py [dev|dev2|devs|blind|retrieval|all]``.
+"""Ask measured on trainer situations: ``python eval/ask_eval.py
+[dev|dev2|devs|blind|blind2|retrieval|all]``.
 
 Sets (same JSON-lines schema: id, situation, language, question, in_scope, expected_steps):
 - ``dev``: eval/ask_dev.jsonl — written for development; settings were tuned on it.
@@ -6,8 +7,14 @@ Sets (same JSON-lines schema: id, situation, language, question, in_scope, expec
   seen, labelled before any output), then used for development: its out-of-coverage
   situations became new situations in situations.yaml (with phrasings of their own), so it is
   fitted on too. ``devs``: both.
-- ``blind``: eval/ask_trainer_parallel.jsonl — frozen, written blind; never fitted, tuned
-  or used to choose a setting. Report it separately.
+- ``blind``: eval/ask_trainer_parallel.jsonl — written blind, never fitted or tuned on; used
+  once (2026-12-04) to choose between pre-registered situation step lists (the current ones
+  against the votes of three independent labellers; the current ones were kept), so it is no
+  longer clean evidence. Report it separately.
+- ``blind2``: eval/ask_blind2.jsonl — frozen, written blind by a helper that saw only the
+  articles and the step ids (eval/ask_blind2_brief.md), labels fixed first; never fitted,
+  tuned or used to choose anything. Read at the start and the end of a session and
+  reported separately: the clean estimate.
 - ``retrieval``: eval/retrieval.jsonl through ``answering.evaluate_answer`` (the gold is
   passages, not steps; citation precision as eval/run.py defines it).
 
@@ -37,7 +44,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-SETS = {"dev": "ask_dev.jsonl", "dev2": "ask_trainer_dev2.jsonl", "blind": "ask_trainer_parallel.jsonl"}
+SETS = {"dev": "ask_dev.jsonl", "dev2": "ask_trainer_dev2.jsonl", "blind": "ask_trainer_parallel.jsonl",
+        "blind2": "ask_blind2.jsonl"}
 CORE = ("en", "sv", "hu", "it", "nl")
 
 
@@ -230,7 +238,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("what", nargs="?", default="dev",
-                        choices=["dev", "dev2", "devs", "blind", "retrieval", "devret", "all", "scopecv"])
+                        choices=["dev", "dev2", "devs", "blind", "blind2", "retrieval", "devret", "all", "scopecv"])
     parser.add_argument("--grid", default="", help="scopecv: JSON overriding the grid, e.g. "
                         "'{\"c\": [3, 10], \"min_probability\": [0.5, 0.6]}'")
     parser.add_argument("--show", action="store_true", help="print each situation's step sets")
@@ -245,7 +253,9 @@ def main() -> int:
                 "accept_probability": [0.9, 0.95], **json.loads(args.grid or "{}")}
         run_scope_cv(coach, grid)
         return 0
-    for name in {"all": ["dev", "dev2", "retrieval", "blind"], "devret": ["dev", "retrieval"], "devs": ["dev", "dev2"]}.get(args.what, [args.what]):
+    groups = {"all": ["dev", "dev2", "retrieval", "blind", "blind2"], "devret": ["dev", "retrieval"],
+              "devs": ["dev", "dev2"]}
+    for name in groups.get(args.what, [args.what]):
         out[name] = run_retrieval(coach) if name == "retrieval" else run_set(coach, name, show=args.show)
     if args.json:
         print(json.dumps(out, indent=1, default=str))

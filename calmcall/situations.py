@@ -139,25 +139,6 @@ def load_situations(root: Path, catalogue) -> SituationSet:
                         ScopeSpec(**(data.get("scope") or {})))
 
 
-ANCHOR_FILES = ("scope_anchors.yaml", "scope_more.yaml")
-
-
-def read_anchors(root: Path) -> dict:
-    """The scope anchors of ``ANCHOR_FILES`` as one: ``out_of_domain`` lists, ``topics``
-    (topic -> language -> questions) and ``in_scope`` (language -> questions) concatenated."""
-    out: dict = {"out_of_domain": [], "topics": {}, "in_scope": {}}
-    for name in ANCHOR_FILES:
-        path = Path(root) / name
-        data = (load_yaml(path.read_bytes()) or {}) if path.exists() else {}
-        out["out_of_domain"] += list(data.get("out_of_domain") or [])
-        for topic, by_lang in (data.get("topics") or {}).items():
-            for lang, items in (by_lang or {}).items():
-                out["topics"].setdefault(topic, {}).setdefault(lang, []).extend(items or [])
-        for lang, items in (data.get("in_scope") or {}).items():
-            out["in_scope"].setdefault(lang, []).extend(items or [])
-    return out
-
-
 def stems(text: str, lang: str) -> list[str]:
     """The lexical channel's tokens: Snowball stems without stop words, tagged with the
     language they were stemmed in (the same word means different things across languages)."""
@@ -463,7 +444,7 @@ class SituationClassifier:
         every practice question and doc2query question, calibration's in-domain anchors.
         situations.yaml ``scope.in_scope`` (short questions). Out of scope: calibration's and
         scope_anchors.yaml's out-of-domain anchors, situations.yaml ``scope.out_of_scope``
-        and the ``topics`` of scope_anchors.yaml and scope_more.yaml (per topic, per language)."""
+        and scope_anchors.yaml ``topics`` (per topic, per language)."""
         texts, inside, langs, _ = self.scope_texts_grouped()
         return texts, inside, langs
 
@@ -472,7 +453,8 @@ class SituationClassifier:
         "in_scope" / "out_of_scope" for the rest (the folds of eval/ask_eval.py scopecv)."""
         root = Path(self.settings.knowledge_dir)
         cal = load_yaml((root / "calibration.yaml").read_bytes()) or {}
-        anchors = read_anchors(root)
+        anchors_file = root / "scope_anchors.yaml"
+        anchors = (load_yaml(anchors_file.read_bytes()) or {}) if anchors_file.exists() else {}
         texts: list[str] = []
         inside: list[bool] = []
         langs: list[str | None] = []
@@ -570,7 +552,8 @@ class SituationClassifier:
         written = {" ".join(str(t).split()) for part in (self.spec.scope.in_scope, self.spec.scope.out_of_scope)
                    for ts in part.values() for t in ts}
         stexts, _, _, groups = self.scope_texts_grouped()
-        extra = read_anchors(Path(self.settings.knowledge_dir))["in_scope"]
+        anchors_file = Path(self.settings.knowledge_dir) / "scope_anchors.yaml"
+        extra = (load_yaml(anchors_file.read_bytes()) or {}).get("in_scope") or {} if anchors_file.exists() else {}
         written |= {t for t, g in zip(stexts, groups) if g.startswith("topic:")}
         written |= {" ".join(str(t).split()) for ts in extra.values() for t in ts or []}
         texts = sorted({self.texts[i] for i in self._own} | (written - {""}))

@@ -15,6 +15,8 @@ Sets (same JSON-lines schema: id, situation, language, question, in_scope, expec
   articles and the step ids (eval/ask_blind2_brief.md), labels fixed first; never fitted,
   tuned or used to choose anything. Read at the start and the end of a session and
   reported separately: the clean estimate.
+- ``scopeheld``: eval/ask_scope_heldout.yaml — out-of-scope questions by topic and in-scope
+  ones on the same boundaries, never trained on: the scope decision alone.
 - ``retrieval``: eval/retrieval.jsonl through ``answering.evaluate_answer`` (the gold is
   passages, not steps; citation precision as eval/run.py defines it).
 
@@ -155,8 +157,8 @@ def run_retrieval(coach) -> dict:
 
 def run_scope_cv(coach, grid: dict) -> dict:
     """Leave-one-topic-out validation of the scope classifier (``ScopeModel``): each topic of
-    knowledge/scope_anchors.yaml and scope_more.yaml ``topics`` (eight languages) is held out in
-    turn, the model refitted on the rest and the held-out topic's questions decided as Ask decides them
+    knowledge/scope_anchors.yaml ``topics`` (eight languages) is held out in turn, the model
+    refitted on the rest and the held-out topic's questions decided as Ask decides them
     (classifier probability with search's verdict and nearest-reference margin). In-scope
     questions never trained on (dev's and retrieval.jsonl's) are decided by the model fitted
     on everything; dev's and retrieval.jsonl's out-of-scope questions are reported beside.
@@ -222,7 +224,7 @@ def run_scope_cv(coach, grid: dict) -> dict:
             row["worst_topic"] = min(per_topic.items(), key=lambda kv: kv[1])
             results.append(row)
     results.sort(key=lambda r: -(min(r["heldout_topics"], 0.97) + r["dev_in"] + r["ret_in"]))
-    print("-- scopecv: leave-one-topic-out over the scope_anchors.yaml + scope_more.yaml topics "
+    print("-- scopecv: leave-one-topic-out over scope_anchors.yaml topics "
           f"({len(topics)} topics; {int(inside_a.sum())} in-scope / {int((~inside_a).sum())} out-of-scope texts)")
     print("   c lex_c lex_w (min_p, described, accept): held-out topics refused | dev OOS refused, "
           "retrieval OOS refused | dev in-scope kept, retrieval kept | worst topic")
@@ -233,12 +235,37 @@ def run_scope_cv(coach, grid: dict) -> dict:
     return {"rows": results}
 
 
+def run_scope_heldout(coach) -> dict:
+    """The scope decision on eval/ask_scope_heldout.yaml (questions the scope classifier was
+    never trained on), asked as a user asks: out-of-scope questions refused per topic and
+    overall, in-scope ones kept."""
+    from calmcall.knowledge import load_yaml
+
+    data = load_yaml((HERE / "ask_scope_heldout.yaml").read_bytes())
+    per_topic = {}
+    for topic, by_lang in data["topics"].items():
+        qs = [q for items in by_lang.values() for q in items]
+        per_topic[topic] = sum(not coach.ask(q).in_scope for q in qs) / len(qs)
+    kept_by_lang = {lang: sum(coach.ask(q).in_scope for q in qs) / len(qs) for lang, qs in data["in_scope"].items()}
+    n_oos = sum(len(items) for by_lang in data["topics"].values() for items in by_lang.values())
+    refused = sum(per_topic[t] * sum(len(i) for i in data["topics"][t].values()) for t in per_topic) / n_oos
+    kept = sum(kept_by_lang[lang] * len(data["in_scope"][lang]) for lang in kept_by_lang) / sum(
+        len(v) for v in data["in_scope"].values())
+    print(f"-- scopeheld: ask_scope_heldout.yaml ({n_oos} out-of-scope questions, {len(per_topic)} topics)")
+    print(f"   oos_refusal          {refused:.3f}")
+    print(f"   in_scope_kept        {kept:.3f}")
+    print("   refused per topic   ", {t: round(v, 2) for t, v in sorted(per_topic.items(), key=lambda kv: kv[1])})
+    print("   kept per language   ", {k: round(v, 2) for k, v in kept_by_lang.items()})
+    return {"oos_refusal": refused, "in_scope_kept": kept, "per_topic": per_topic}
+
+
 def main() -> int:
     from calmcall.coach import Coach
 
     parser = argparse.ArgumentParser()
     parser.add_argument("what", nargs="?", default="dev",
-                        choices=["dev", "dev2", "devs", "blind", "blind2", "retrieval", "devret", "all", "scopecv"])
+                        choices=["dev", "dev2", "devs", "blind", "blind2", "retrieval", "devret", "all", "scopecv",
+                                 "scopeheld"])
     parser.add_argument("--grid", default="", help="scopecv: JSON overriding the grid, e.g. "
                         "'{\"c\": [3, 10], \"min_probability\": [0.5, 0.6]}'")
     parser.add_argument("--show", action="store_true", help="print each situation's step sets")
@@ -247,6 +274,11 @@ def main() -> int:
     args = parser.parse_args()
     coach = Coach()
     out = {}
+    if args.what == "scopeheld":
+        out["scopeheld"] = run_scope_heldout(coach)
+        if args.json:
+            print(json.dumps(out, indent=1, default=str))
+        return 0
     if args.what == "scopecv":
         grid = {"c": [3.0, 10.0, 30.0], "lexical_c": [1.0, 3.0, 10.0], "lexical_weight": [0.3, 0.5],
                 "min_probability": [0.5, 0.6, 0.7], "min_probability_described": [0.6, 0.7, 0.8],

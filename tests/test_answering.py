@@ -157,18 +157,10 @@ def test_short_questions_without_context_are_answered(coach):
         assert coach.ask(q).in_scope, q
 
 
-@pytest.mark.parametrize("question", [
-    "After a nasty call my trainee is shaking and says she wants to quit. How do I support her?",
-    "Een beller begint te schreeuwen zodra ik opneem.",
-    pytest.param("Een beller begint te schreeuwen zodra ik opneem. Waar moet ik in vredesnaam beginnen?",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "issue 16: since the scope classifier is also trained on scope_more.yaml's six near-miss "
-                     "topics (phone systems, product support...), 'waar' and 'opneem' lean out of scope and "
-                     "this reads p 0.42 < 0.5; lowering min_probability to 0.4 would lose 6 points of held-out "
-                     "topic refusals (ask_eval.py scopecv), so it stays a known miss"))),
-])
-def test_described_situations_stay_in_scope(coach, question):
-    assert coach.ask(question).in_scope, question
+def test_described_situations_stay_in_scope(coach):
+    for q in ("After a nasty call my trainee is shaking and says she wants to quit. How do I support her?",
+              "Een beller begint te schreeuwen zodra ik opneem. Waar moet ik in vredesnaam beginnen?"):
+        assert coach.ask(q).in_scope, q
 
 
 def test_follow_up_extends_the_previous_situation(coach):

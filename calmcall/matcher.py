@@ -165,7 +165,7 @@ class StepMatcher:
         direct = [i for i, u in enumerate(us) if u.text != u.sentence or u.index not in parts]
         vecs = np.zeros((len(us), self.embedder.dim), dtype=np.float32)
         if direct:
-            vecs[direct] = self._unit_vectors([us[i].text for i in direct])
+            vecs[direct] = self._unit_vectors([us[i].embed_text or us[i].text for i in direct])
         for i, u in enumerate(us):
             if u.text == u.sentence and u.index in parts:
                 idx = parts[u.index]

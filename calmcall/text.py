@@ -173,6 +173,9 @@ class Unit:
     others: bool = False  # about someone else ("Some colleagues shout back")
     heading: bool = False  # "Personalise the call:" before what the candidate actually does
     kind: str = "sentence"  # "sentence" | "clause" | "item" (of a comma list)
+    # what the encoder reads, where it differs: a double negative in its affirmed form
+    # ("I'd never fail to listen" -> "i'd listen"), which an encoder reads as a denial
+    embed_text: str = ""
 
     @property
     def condition(self) -> bool:
@@ -333,7 +336,10 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
         for n, (ptext, delim, kind) in enumerate(pieces):
             rejected = bool(instead.match(ptext))
             own_neg = is_negated(ptext, lang)
-            if n == 0 or delim in _CONTRAST or delim == "instead" or _own_subject(ptext, lang):
+            # a clause with a double negative of its own ("…, and there's no call where I
+            # wouldn't apologise") says what it means itself: no negation carried into it
+            self_contained = _double_negative(words(ptext), NEGATIONS.get(lang, NEGATIONS["en"]), lang)
+            if n == 0 or delim in _CONTRAST or delim == "instead" or _own_subject(ptext, lang) or self_contained:
                 negated = own_neg
             else:
                 negated = own_neg or carry
@@ -342,15 +348,18 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
             carry = negated and not rejected and not (words(ptext)[:1] and words(ptext)[0] in _CONDITIONAL)
             listed = any(k == "item" for _, _, k in pieces)  # "…, listen and apologise"
             if len(ptext.split()) >= 2 or listed or len(pieces) == 1 or delim in _CONJ:
-                kept.append(Unit(ptext, sentence, i, negated=negated, others=is_others(ptext, lang), kind=kind))
+                kept.append(Unit(ptext, sentence, i, negated=negated, others=is_others(ptext, lang), kind=kind,
+                                 embed_text=affirmed_form(ptext, lang)))
         whole_neg = is_negated(body, lang)
-        group = [Unit(sentence, sentence, i, negated=whole_neg, others=is_others(body, lang))]
+        group = [Unit(sentence, sentence, i, negated=whole_neg, others=is_others(body, lang),
+                      embed_text=affirmed_form(sentence, lang))]
         if not heading and len(kept) == 1 and len(pieces) > 1 and all(len(pt.split()) == 1 for pt, _, _ in pieces
                                                                     if pt != kept[0].text):
             # "First, I would let the caller finish": the sentence is its one clause; a lone
             # "First," / "Then," carries nothing, and the sentence read whole with it can
             # land nearer an anti-pattern ("finish" ~ ending the call) than the clause does
-            group = [Unit(kept[0].text, sentence, i, negated=kept[0].negated, others=kept[0].others)]
+            group = [Unit(kept[0].text, sentence, i, negated=kept[0].negated, others=kept[0].others,
+                          embed_text=kept[0].embed_text)]
             pieces = pieces[:1]
         if heading:
             group.append(Unit(heading, sentence, i, heading=True, kind="clause"))
@@ -381,7 +390,34 @@ _CONDITIONAL = {"if", "unless", "when", "whenever", "ha", "om", "se", "als", "we
                 "cuando", "quando", "wanneer", "när", "amikor", "mikor", "qualora", "indien"}
 
 
-def _double_negative(toks: list[str], vocab: set[str]) -> bool:
+# Verbs that deny their complement ("fail to listen", "låta bli att lyssna"): after a
+# negation they affirm it ("I'd never fail to apologise", "Jag skulle aldrig låta bli att
+# lyssna"). Matched as word starts within three words after the negation.
+_NEGATIVE_VERBS = {
+    "en": ("fail", "neglect", "forget", "refrain", "omit"),
+    "sv": ("låta bli", "låter bli", "glömma", "glömmer", "underlåta", "missa"),
+    "hu": ("mulaszt", "elmulaszt", "felejt", "elfelejt"),
+    "it": ("manc", "dimentic", "tralasci", "omett"),
+    "nl": ("nalat", "vergeet", "vergeten", "verzuim"),
+    "de": ("versäum", "vergess", "vergiss", "unterlass", "verpass"),
+    "es": ("dejar de", "dejo de", "dejaría de", "dejaré de", "olvid", "omit"),
+    "fr": ("manquer", "manque", "oublier", "oublie", "omettre", "omets"),
+}
+
+
+def _negated_negative_verb(toks: list[str], vocab: set[str], lang: str) -> bool:
+    verbs = _NEGATIVE_VERBS.get(lang, ()) + (_NEGATIVE_VERBS["en"] if lang != "en" else ())
+    for i, t in enumerate(toks):
+        if t in vocab or t.endswith("n't"):
+            window = " " + " ".join(toks[i + 1: i + 4]) + " "
+            if any(f" {v}" in window for v in verbs):
+                return True
+    return False
+
+
+def _double_negative(toks: list[str], vocab: set[str], lang: str = "en") -> bool:
+    if _negated_negative_verb(toks, vocab, lang):  # "never fail to", "aldrig låta bli att"
+        return True
     neg = [i for i, t in enumerate(toks) if t in vocab or t.endswith("n't")]
     if len(neg) < 2:
         return False
@@ -389,6 +425,51 @@ def _double_negative(toks: list[str], vocab: set[str]) -> bool:
     if b == a + 1:  # "never not", "nie nicht"
         return True
     return a <= 3 and any(t in _RELATIVE for t in toks[a + 1:b]) and b - a <= 8
+
+
+_NT = {"won't": "will", "wont": "will", "can't": "can", "cant": "can", "cannot": "can", "shan't": "shall"}
+_INFINITIVE = {"to", "from", "att", "di", "te", "om", "zu", "de", "d'"}
+
+
+def affirmed_form(text: str, lang: str) -> str:
+    """A double negative with its negations taken out ("There's no call where I wouldn't
+    apologise" -> "there's call where i would apologise"; "Jag skulle aldrig låta bli att
+    lyssna" -> "jag skulle lyssna"), for the encoder; "" when ``text`` has none."""
+    vocab = NEGATIONS.get(lang, NEGATIONS["en"])
+    toks = words(text)
+    if not _double_negative(toks, vocab, lang):
+        return ""
+    verbs = _NEGATIVE_VERBS.get(lang, ()) + (_NEGATIVE_VERBS["en"] if lang != "en" else ())
+    drop: set[int] = set()
+    for i, t in enumerate(toks):
+        if not (t in vocab or t.endswith("n't")):
+            continue
+        for j in range(i + 1, min(i + 4, len(toks))):
+            span = " ".join(toks[j:])
+            verb = next((v for v in verbs if span.startswith(v)), None)
+            if verb:
+                n = len(verb.split())
+                drop |= {i, *range(j, j + n)}
+                k = j + n
+                while k < len(toks) and k < j + n + 2 and (toks[k] in _INFINITIVE or toks[k] in vocab):
+                    drop.add(k)  # "non mancherei mai di ascoltare"
+                    k += 1
+                break
+        else:
+            continue
+        break
+    if not drop:  # two negations: both go
+        neg = [i for i, t in enumerate(toks) if t in vocab or t.endswith("n't")][:2]
+        drop = set(neg)
+    out = []
+    for i, t in enumerate(toks):
+        if i not in drop:
+            out.append(t)
+        elif t.endswith("n't") and t not in _NT:
+            out.append(t[:-3])  # "wouldn't" -> "would", "don't" -> "do"
+        elif t in _NT:
+            out.append(_NT[t])
+    return " ".join(out)
 
 
 def is_negated(text: str, lang: str) -> bool:
@@ -399,7 +480,7 @@ def is_negated(text: str, lang: str) -> bool:
     vocab = NEGATIONS.get(lang, NEGATIONS["en"])
     toks = words(text.split(",")[0])
     head = toks[:4]
-    if _double_negative(words(text), vocab):
+    if _double_negative(words(text), vocab, lang):
         return False
     if any(t in vocab or t.endswith("n't") for t in head):
         return True

@@ -615,3 +615,15 @@ def test_the_candidates_own_quoted_insult_is_still_harm(coach):
 ])
 def test_harm_in_ordinary_words_is_caught_when_two_probes_agree(coach, harm):
     assert_capped_for_harm(coach, GOOD + " " + harm)
+
+
+@pytest.mark.parametrize("answer,steps", [
+    ("Jag skulle aldrig låta bli att lyssna, och det finns ingen situation där jag inte ber om ursäkt.",
+     {"listen", "apologise"}),
+    ("Non mancherei mai di ascoltare il cliente e di scusarmi.", {"apologise"}),
+    ("I would never forget to apologise and I never fail to listen.", {"listen", "apologise"}),
+])
+def test_double_negatives_credit_the_step_they_affirm(coach, answer, steps):
+    r = coach.grade(answer)
+    credited = {h.step for h in r.covered + r.partly}
+    assert steps <= credited, credited

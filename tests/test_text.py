@@ -28,6 +28,14 @@ AFFIRMED = [
     ("it", "Chiederei scusa per il disagio."),
     ("nl", "Ik bied mijn excuses aan voor de ervaring."),
     ("de", "Es gibt keinen Anruf, in dem ich nicht zuhöre."),
+    # a negated verb that denies its complement affirms it
+    ("en", "I would never fail to apologise."),
+    ("sv", "Jag skulle aldrig låta bli att lyssna."),
+    ("it", "Non mancherei mai di ascoltare il cliente."),
+    ("de", "Ich würde nie versäumen, mich zu entschuldigen."),
+    ("es", "Nunca dejaría de escuchar al cliente."),
+    ("fr", "Je ne manquerais jamais de m'excuser."),
+    ("nl", "Ik zou nooit nalaten om te luisteren."),
     ("es", "Le pediría disculpas por la experiencia."),
     ("fr", "Je m'excuserais pour le désagrément."),
 ]
@@ -290,3 +298,26 @@ def test_hungarian_harm_words_match_their_suffixed_forms(word, lang, forms):
     from calmcall.text import inflected_forms
 
     assert inflected_forms(word, lang) == forms
+
+
+@pytest.mark.parametrize("lang,text,form", [
+    ("en", "I'd never not listen to the caller.", "i'd listen to the caller"),
+    ("en", "There's no situation where I wouldn't apologise.", "there's situation where i would apologise"),
+    ("en", "I would never fail to stay calm", "i would stay calm"),
+    ("sv", "Jag skulle aldrig låta bli att lyssna", "jag skulle lyssna"),
+    ("sv", "det finns ingen situation där jag inte ber om ursäkt", "det finns situation där jag ber om ursäkt"),
+    ("it", "Non mancherei mai di ascoltare il cliente", "ascoltare il cliente"),
+    ("nl", "Ik zou nooit nalaten om te luisteren", "ik zou luisteren"),
+    ("en", "I wouldn't apologise.", ""),  # a plain denial has no affirmed form
+    ("en", "I never hang up without a warning.", ""),
+])
+def test_double_negatives_are_read_by_the_encoder_in_their_affirmed_form(lang, text, form):
+    from calmcall.text import affirmed_form
+
+    assert affirmed_form(text, lang) == form
+
+
+def test_a_double_negative_clause_takes_no_negation_from_the_clause_before():
+    us = units("Jag skulle aldrig låta bli att lyssna, och det finns ingen situation där jag inte ber om ursäkt.", "sv")
+    assert [u.negated for u in us] == [False, False, False]
+    assert us[2].embed_text == "det finns situation där jag ber om ursäkt"

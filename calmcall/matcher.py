@@ -183,20 +183,6 @@ class StepMatcher:
         cues = (table or self._cues).get(item_id, {})
         return mentions_in(padded, cues.get(lang, []) + cues.get("en", []))
 
-    def _step_cue_hit(self, sid: str, padded: str, lang: str, anti_hits: list[str]) -> bool:
-        """A step's cue, unless each of its cues found is a word of a longer anti-pattern
-        phrase found in the same unit ("voix" in "hausser la voix", "my voice" in "raise my
-        voice"): the longer, more specific match says what the words are about. One word
-        inside another ("personnel" in "personnellement") is no such phrase."""
-        cues = self._cues.get(sid, {})
-        held = [c for c in cues.get(lang, []) + cues.get("en", []) if mentions_in(padded, [c])]
-        return any(not any(len(a.split()) > len(c.split()) and f" {c.strip().lower()}" in f" {a.strip().lower()}"
-                           for a in anti_hits) for c in held)
-
-    def _anti_cue_hits(self, padded: str, lang: str) -> list[str]:
-        return [c for aid in self.catalogue.anti_patterns for c in self._cues.get(aid, {}).get(lang, [])
-                + self._cues.get(aid, {}).get("en", []) if not is_pattern(c) and mentions_in(padded, [c])]
-
     def _callers_act(self, low: str, sentence: str, cues: list[str], lang: str) -> bool:
         """Is every one of ``cues`` that the unit holds part of the caller's reported act
         (``text.callers_act``)?"""
@@ -261,9 +247,8 @@ class StepMatcher:
             low = padded_words(u.text)  # once per unit, not once per catalogue item
             raw_steps = self.bridge.step_scores(sims[ui])
             steps = dict(raw_steps)
-            anti_hits = self._anti_cue_hits(low, lang)
             for sid in steps:
-                if self._step_cue_hit(sid, low, lang, anti_hits):
+                if self._cue_hit(sid, low, lang):
                     steps[sid] += p.cue_bonus
             raw_antis = self.bridge.anti_scores(sims[ui])
             antis = dict(raw_antis)

@@ -627,25 +627,3 @@ def test_double_negatives_credit_the_step_they_affirm(coach, answer, steps):
     r = coach.grade(answer)
     credited = {h.step for h in r.covered + r.partly}
     assert steps <= credited, credited
-
-
-@pytest.mark.parametrize("answer", [
-    "Je lui répondrais sur le même ton, en haussant la voix, pour lui montrer que je n'ai pas peur de lui.",
-    "Ich höre zu. Dann würde ich lauter werden und meine Stimme erheben, damit er mich hört.",
-    "I listen first. Then I would raise my voice so he can hear me over his shouting.",
-])
-def test_raising_ones_voice_is_yelling_back_not_minding_ones_tone(coach, answer):
-    """A step cue that is a word of a longer anti-pattern phrase ("voix" in "haussant la
-    voix", "Stimme" in "Stimme erheben") does not count for the step."""
-    r = coach.grade(answer)
-    assert "yell_back" in {a.id for a in r.anti_patterns}
-    assert "mind_tone" not in {h.step for h in r.covered}
-
-
-@pytest.mark.parametrize("answer", [
-    "Je garde une voix calme et je parle lentement.",
-    "Ich spreche mit ruhiger Stimme und langsam.",
-])
-def test_a_calm_voice_is_still_minding_ones_tone(coach, answer):
-    r = coach.grade(answer)
-    assert "mind_tone" in {h.step for h in r.covered + r.partly} and not r.anti_patterns

@@ -10,18 +10,15 @@ from dataclasses import dataclass
 _SENT_END = re.compile(r"(?<=[.!?…;])\s+|\n\s*\d+[.)]\s+|\n+|\s+[•▪●·]\s*|(?:^|\s)[-*]\s+(?=\S)")
 _WORD = re.compile(r"\w+(?:['’]\w+)?", re.UNICODE)
 
-# Clause boundaries: "I listen, then I apologise and offer options" -> three actions; "not X,
-# but rather Y" ("…, utan avbryter direkt", "…, sondern unterbreche ihn") -> Y apart, not denied.
+# Clause boundaries: "I listen, then I apologise and offer options" -> three actions.
 _CLAUSE_SPLIT = {
     "en": r",\s*(?:and\s+)?then\b|,\s*and\b|\band then\b|\bthen\b|\bafter that\b|\bafterwards\b|;|,\s*(?=i\b)|\balso\b|\band\b|\bbut\b",
-    "sv": r",\s*(?:och\s+)?sedan\b|\boch sedan\b|\bsedan\b|\bdärefter\b|;|,\s*(?=jag\b)|\bsen\b|\b(?:och|men)\b"
-          r"|,\s*utan\b(?!\s+att\b)",
-    "hu": r",\s*(?:és\s+)?utána\b|\bmajd\b|\butána\b|\bezután\b|\bazután\b|;|\b(?:és|de)\b|,\s*hanem\b",
+    "sv": r",\s*(?:och\s+)?sedan\b|\boch sedan\b|\bsedan\b|\bdärefter\b|;|,\s*(?=jag\b)|\bsen\b|\b(?:och|men)\b",
+    "hu": r",\s*(?:és\s+)?utána\b|\bmajd\b|\butána\b|\bezután\b|\bazután\b|;|\b(?:és|de)\b",
     "it": r",\s*(?:e\s+)?poi\b|\be poi\b|\bpoi\b|\bdopodiché\b|\bin seguito\b|;|\b(?:e|ma)\b",
     "nl": r",\s*(?:en\s+)?daarna\b|\ben daarna\b|\bdaarna\b|\bvervolgens\b|\bdan\b|;|,\s*(?=ik\b)|\b(?:en|maar)\b",
-    "de": r",\s*(?:und\s+)?dann\b|\bund dann\b|\bdann\b|\bdanach\b|\banschließend\b|;|,\s*(?=ich\b)|\b(?:und|aber)\b"
-          r"|,\s*sondern\b",
-    "es": r",\s*(?:y\s+)?luego\b|\by luego\b|\bluego\b|\bdespués\b|\bdespues\b|;|\b(?:y|pero)\b|,\s*sino\b",
+    "de": r",\s*(?:und\s+)?dann\b|\bund dann\b|\bdann\b|\bdanach\b|\banschließend\b|;|,\s*(?=ich\b)|\b(?:und|aber)\b",
+    "es": r",\s*(?:y\s+)?luego\b|\by luego\b|\bluego\b|\bdespués\b|\bdespues\b|;|\b(?:y|pero)\b",
     "fr": r",\s*(?:et\s+)?puis\b|\bet puis\b|\bpuis\b|\bensuite\b|\baprès\b|;|\b(?:et|mais)\b",
 }
 

@@ -1,5 +1,6 @@
 """Ask measured on trainer situations: ``python eval/ask_eval.py
-[dev|dev2|devs|blind|blind2|retrieval|all]``.
+[dev|dev2|devs|blind|blind2|retrieval|all|ci|scopecv|scopeheld]`` (``ci``: dev, dev2 and
+blind2, with ``--check`` against eval/thresholds.yaml, as CI runs it).
 
 Sets (same JSON-lines schema: id, situation, language, question, in_scope, expected_steps):
 - ``dev``: eval/ask_dev.jsonl — written for development; settings were tuned on it.
@@ -265,8 +266,8 @@ def main() -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("what", nargs="?", default="dev",
-                        choices=["dev", "dev2", "devs", "blind", "blind2", "retrieval", "devret", "all", "scopecv",
-                                 "scopeheld"])
+                        choices=["dev", "dev2", "devs", "blind", "blind2", "retrieval", "devret", "all", "ci",
+                                 "scopecv", "scopeheld"])
     parser.add_argument("--grid", default="", help="scopecv: JSON overriding the grid, e.g. "
                         "'{\"c\": [3, 10], \"min_probability\": [0.5, 0.6]}'")
     parser.add_argument("--show", action="store_true", help="print each situation's step sets")
@@ -287,7 +288,7 @@ def main() -> int:
         run_scope_cv(coach, grid)
         return 0
     groups = {"all": ["dev", "dev2", "retrieval", "blind", "blind2"], "devret": ["dev", "retrieval"],
-              "devs": ["dev", "dev2"]}
+              "devs": ["dev", "dev2"], "ci": ["dev", "dev2", "blind2"]}
     for name in groups.get(args.what, [args.what]):
         out[name] = run_retrieval(coach) if name == "retrieval" else run_set(coach, name, show=args.show)
     if args.json:

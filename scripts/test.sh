@@ -40,6 +40,6 @@ fi
 
 .venv/bin/python -m pytest -q "$@"
 .venv/bin/python eval/run.py all --check
-.venv/bin/python eval/ask_eval.py devs --check
+.venv/bin/python eval/ask_eval.py ci --check
 # role-play: agreement with a coach on the frozen blind calls (floors just under what we measure)
 .venv/bin/python eval/roleplay_eval.py --check --min-agreement 0.6 --min-spearman 0.7

@@ -29,7 +29,8 @@ NEGATIONS = {
            "won't", "wont", "wouldn't", "wouldnt", "can't", "cant", "cannot", "shouldn't", "isn't",
            "didn't", "didnt", "doesn't", "aren't", "wasn't"},
     "sv": {"inte", "aldrig", "ej", "icke", "ingen", "inget", "inga"},
-    "hu": {"nem", "ne", "soha", "sose", "sem", "nincs"},
+    "hu": {"nem", "ne", "soha", "sose", "sosem", "sem", "nincs", "senki", "senkit", "semmi", "semmit",
+           "sehol", "semmiképp", "semmiképpen"},
     "it": {"non", "mai", "nessun", "nessuno", "né"},
     "nl": {"niet", "nooit", "geen", "niets"},
     "de": {"nicht", "nie", "niemals", "kein", "keine", "keinen", "nichts"},
@@ -394,15 +395,20 @@ _CONDITIONAL = {"if", "unless", "when", "whenever", "ha", "om", "se", "als", "we
 # negation they affirm it ("I'd never fail to apologise", "Jag skulle aldrig låta bli att
 # lyssna"). Matched as word starts within three words after the negation.
 _NEGATIVE_VERBS = {
-    "en": ("fail", "neglect", "forget", "refrain", "omit"),
-    "sv": ("låta bli", "låter bli", "glömma", "glömmer", "underlåta", "missa"),
-    "hu": ("mulaszt", "elmulaszt", "felejt", "elfelejt"),
+    "en": ("fail", "neglect", "forget", "forgot", "refrain", "omit"),
+    "sv": ("låta bli", "låter bli", "lät bli", "glöm", "underlåt", "missa"),
+    "hu": ("mulaszt", "elmulaszt", "felejt", "elfelejt", "feled", "kihagy", "hagynám ki", "hagyom ki",
+           "hagynánk ki", "hagyjuk ki"),
     "it": ("manc", "dimentic", "tralasci", "omett"),
-    "nl": ("nalat", "vergeet", "vergeten", "verzuim"),
-    "de": ("versäum", "vergess", "vergiss", "unterlass", "verpass"),
+    "nl": ("nalat", "vergeet", "vergeten", "vergat", "verzuim"),
+    "de": ("versäum", "vergess", "vergiss", "vergaß", "unterlass", "verpass"),
     "es": ("dejar de", "dejo de", "dejaría de", "dejaré de", "olvid", "omit"),
     "fr": ("manquer", "manque", "oublier", "oublie", "omettre", "omets"),
 }
+
+
+_CONCORD_VERB_NEG = {"hu": {"nem", "sem", "ne"}}
+_VERB_SECOND = {"sv", "de", "nl"}  # the finite verb before the negation: "Ich vergaß nie, …"
 
 
 def _negated_negative_verb(toks: list[str], vocab: set[str], lang: str) -> bool:
@@ -410,7 +416,8 @@ def _negated_negative_verb(toks: list[str], vocab: set[str], lang: str) -> bool:
     for i, t in enumerate(toks):
         if t in vocab or t.endswith("n't"):
             window = " " + " ".join(toks[i + 1: i + 4]) + " "
-            if any(f" {v}" in window for v in verbs):
+            before = f" {toks[i - 1]} " if i and lang in _VERB_SECOND else " "  # "glömde aldrig att"
+            if any(f" {v}" in window or before.startswith(f" {v}") for v in verbs):
                 return True
     return False
 
@@ -419,6 +426,9 @@ def _double_negative(toks: list[str], vocab: set[str], lang: str = "en") -> bool
     if _negated_negative_verb(toks, vocab, lang):  # "never fail to", "aldrig låta bli att"
         return True
     neg = [i for i, t in enumerate(toks) if t in vocab or t.endswith("n't")]
+    # negative concord: "soha nem", "senkit sem" is one negation in Hungarian ("Soha nem
+    # kiabálnék vissza": I would never shout back), not two
+    neg = [i for i in neg if not (i and toks[i] in _CONCORD_VERB_NEG.get(lang, ()) and i - 1 in neg)]
     if len(neg) < 2:
         return False
     a, b = neg[0], neg[1]
@@ -444,12 +454,17 @@ def affirmed_form(text: str, lang: str) -> str:
     for i, t in enumerate(toks):
         if not (t in vocab or t.endswith("n't")):
             continue
+        if lang in _VERB_SECOND and i and any(toks[i - 1].startswith(v) for v in verbs if " " not in v):
+            drop |= {i - 1, i}  # "jag glömde aldrig att be" -> "jag be"
+            if i + 1 < len(toks) and toks[i + 1] in _INFINITIVE:
+                drop.add(i + 1)
+            break
         for j in range(i + 1, min(i + 4, len(toks))):
             span = " ".join(toks[j:])
             verb = next((v for v in verbs if span.startswith(v)), None)
             if verb:
                 n = len(verb.split())
-                drop |= {i, *range(j, j + n)}
+                drop |= {i, *range(j, j + n)} | {x for x in range(i, j) if toks[x] in vocab}  # "soha nem felejtek"
                 k = j + n
                 while k < len(toks) and k < j + n + 2 and (toks[k] in _INFINITIVE or toks[k] in vocab):
                     drop.add(k)  # "non mancherei mai di ascoltare"

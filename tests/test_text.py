@@ -18,6 +18,10 @@ NEGATED = [
     ("de", "Ich unterbreche ihn nicht."),
     ("es", "No le pediría disculpas."),
     ("fr", "Je ne m'excuserais pas."),
+    # Hungarian negative concord: "soha nem" is one negation, not two
+    ("hu", "Soha nem kiabálnék vissza."),
+    ("hu", "Sosem szakítanám félbe."),
+    ("hu", "Senkit sem szakítok félbe."),
 ]
 AFFIRMED = [
     ("en", "I apologise without admitting fault."),
@@ -36,6 +40,11 @@ AFFIRMED = [
     ("es", "Nunca dejaría de escuchar al cliente."),
     ("fr", "Je ne manquerais jamais de m'excuser."),
     ("nl", "Ik zou nooit nalaten om te luisteren."),
+    ("hu", "Nincs olyan hívás, amikor ne kérnék bocsánatot."),
+    ("hu", "Soha nem hagynám ki, hogy elmondjam: megértem."),
+    # the finite verb before the negation (verb-second)
+    ("sv", "Jag glömde aldrig att be om ursäkt."),
+    ("de", "Ich vergaß nie, mich zu entschuldigen."),
     ("es", "Le pediría disculpas por la experiencia."),
     ("fr", "Je m'excuserais pour le désagrément."),
 ]
@@ -308,6 +317,9 @@ def test_hungarian_harm_words_match_their_suffixed_forms(word, lang, forms):
     ("sv", "det finns ingen situation där jag inte ber om ursäkt", "det finns situation där jag ber om ursäkt"),
     ("it", "Non mancherei mai di ascoltare il cliente", "ascoltare il cliente"),
     ("nl", "Ik zou nooit nalaten om te luisteren", "ik zou luisteren"),
+    ("sv", "Jag glömde aldrig att be om ursäkt.", "jag be om ursäkt"),
+    ("hu", "Soha nem felejtek el bocsánatot kérni.", "el bocsánatot kérni"),
+    ("hu", "Soha nem kiabálnék vissza.", ""),  # one negation (concord): a denial
     ("en", "I wouldn't apologise.", ""),  # a plain denial has no affirmed form
     ("en", "I never hang up without a warning.", ""),
 ])

@@ -26,6 +26,7 @@ import io
 import logging
 import math
 import os
+import re
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -408,14 +409,37 @@ def _threads(settings: Settings) -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def is_hallucination(seg, opts: dict) -> bool:
+def _phrase_words(text: str) -> str:
+    return " " + " ".join(re.findall(r"\w+(?:'\w+)?", text.lower().replace("’", "'"))) + " "
+
+
+def is_sign_off(text: str, lang: str, opts: dict) -> bool:
+    """Is ``text`` nothing but video sign-offs ("Thank you so much for watching. Thank you
+    so much.")? It needs at least one ``sign_offs`` phrase; ``sign_off_fillers`` may pad it."""
+    rest = _phrase_words(text)
+    found = False
+    for key in ("sign_offs", "sign_off_fillers"):
+        phrases = (opts.get(key) or {}).get(lang, []) + ((opts.get(key) or {}).get("en", []) if lang != "en" else [])
+        for phrase in sorted(phrases, key=len, reverse=True):
+            form = _phrase_words(phrase)
+            if form.strip() and form in rest:
+                found = found or key == "sign_offs"
+                while form in rest:
+                    rest = rest.replace(form, " ")
+    return found and not rest.strip()
+
+
+def is_hallucination(seg, opts: dict, lang: str = "en") -> bool:
     """Whether a decoded segment is text Whisper made up rather than heard. Its own signals:
     a gzip compression ratio above ``max_compression_ratio`` is a decoding loop ("see you
     in the next video, see you in the next video, …" after the last word of an answer), and
     a high no-speech probability with a low average log-probability is a guess at silence.
     Whisper re-decodes such windows at higher temperatures; we decode once (no sampling),
-    so they are dropped instead."""
+    so they are dropped instead. A segment of video sign-offs only (``is_sign_off``) is
+    subtitle training data showing through, dropped whatever its scores."""
     if seg.compression_ratio > float(opts.get("max_compression_ratio", 2.4)):
+        return True
+    if is_sign_off(getattr(seg, "text", "") or "", lang, opts):
         return True
     return (seg.no_speech_prob > float(opts.get("no_speech_prob", 0.6))
             and seg.avg_logprob < float(opts.get("min_avg_logprob", -1.0)))
@@ -483,7 +507,7 @@ class FasterWhisper(SpeechToText):
             text = seg.text.strip()
             if not text:
                 continue
-            if is_hallucination(seg, opts):
+            if is_hallucination(seg, opts, lang):
                 log.info("dropped a %s-%s s segment the recogniser made up (compression %.1f, no-speech %.2f): %.80s",
                          round(seg.start, 1), round(seg.end, 1), seg.compression_ratio, seg.no_speech_prob, text)
                 continue

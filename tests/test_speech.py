@@ -142,6 +142,27 @@ def test_made_up_segments_are_dropped():
     assert not is_hallucination(Seg(compression_ratio=1.2, no_speech_prob=0.9, avg_logprob=-0.3), opts)
 
 
+@pytest.mark.parametrize("text,lang,dropped", [
+    ("Thank you so much for watching. Thank you so much.", "en", True),  # a CI run's tail
+    ("Thanks for watching!", "en", True),
+    ("Vielen Dank fürs Zuschauen.", "de", True),
+    ("Sous-titres réalisés par la communauté d'Amara.org", "fr", True),
+    ("Sous-titres réalisés par Marie, merci de votre écoute et à demain.", "fr", False),  # more than the phrase
+    ("Merci d'avoir regardé. Merci.", "fr", True),
+    ("Thank you so much.", "en", False),  # a filler alone may be what was said
+    ("Thank you so much for your patience, I will fix this today.", "en", False),
+    ("Tack för att ni tittade", "sv", True),
+])
+def test_a_segment_of_video_sign_offs_is_dropped(stt, text, lang, dropped):
+    from types import SimpleNamespace as Seg
+
+    from calmcall.speech import is_hallucination
+
+    opts = stt.config["decode"]
+    seg = Seg(text=text, compression_ratio=1.3, no_speech_prob=0.2, avg_logprob=-0.3)
+    assert is_hallucination(seg, opts, lang) is dropped
+
+
 def test_no_text_is_made_up_after_the_last_word(stt, tmp_path):
     """The browser test's recording (an answer, then silence): tiny.en, decoding once, wrote
     "Thank you so much for watching, and I'll see you in the next video, see you in the next

@@ -37,6 +37,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -95,11 +96,16 @@ class ScopeSpec(BaseModel):
     min_probability: float = 0.5  # Ask refuses below this even when search finds a passage
     min_probability_described: float = 0.6  # ... and below this a situation search finds none for
     accept_probability: float = 0.9  # Ask answers above this even when search finds none close
+    # "language": each (in/out, language) group weighs the same in the fit, so a language with
+    # more in-scope phrasings than out-of-scope anchors does not lean in scope; "class": the
+    # two classes only
+    balance: Literal["class", "language"] = "class"
     in_scope: dict[str, list[str]] = Field(default_factory=dict)
     out_of_scope: dict[str, list[str]] = Field(default_factory=dict)
 
     def recipe_json(self) -> str:
-        return self.model_dump_json(include={"c", "lexical_c", "lexical_weight"})
+        keys = {"c", "lexical_c", "lexical_weight"} | ({"balance"} if self.balance != "class" else set())
+        return self.model_dump_json(include=keys)
 
 
 @dataclass
@@ -250,15 +256,25 @@ class ScopeModel:
     lexical_weight: float = 0.5
 
     @classmethod
-    def fit(cls, matrix: np.ndarray, inside: np.ndarray, tokens: list[list[str]], spec: ScopeSpec) -> ScopeModel:
+    def fit(cls, matrix: np.ndarray, inside: np.ndarray, tokens: list[list[str]], spec: ScopeSpec,
+            langs: list[str] | None = None) -> ScopeModel:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
         y = inside.astype(int)
-        dense = LogisticRegression(C=spec.c, max_iter=5000, class_weight="balanced").fit(matrix, y)
+        weights = None
+        if spec.balance == "language" and langs is not None:
+            groups = [(int(v), lang) for v, lang in zip(y, langs)]
+            counts: dict = {}
+            for g in groups:
+                counts[g] = counts.get(g, 0) + 1
+            weights = np.array([len(groups) / (len(counts) * counts[g]) for g in groups])
+        balanced = "balanced" if weights is None else None
+        dense = LogisticRegression(C=spec.c, max_iter=5000, class_weight=balanced).fit(matrix, y, sample_weight=weights)
         tfidf = TfidfVectorizer(analyzer=lambda toks: toks, sublinear_tf=True, lowercase=False)
         features = tfidf.fit_transform(tokens)
-        lex = LogisticRegression(C=spec.lexical_c, max_iter=3000, class_weight="balanced").fit(features, y)
+        lex = LogisticRegression(C=spec.lexical_c, max_iter=3000, class_weight=balanced).fit(
+            features, y, sample_weight=weights)
         vocab = {str(t): int(i) for t, i in tfidf.vocabulary_.items()}
         return cls(dense.coef_[0].astype(np.float32), float(dense.intercept_[0]), vocab,
                    tfidf.idf_.astype(np.float32), lex.coef_[0].astype(np.float32), float(lex.intercept_[0]),
@@ -523,8 +539,9 @@ class SituationClassifier:
                     self.scope_fitted = False
                     return model
         log.info("Fitting the scope classifier (%d in scope, %d out)", sum(inside), len(inside) - sum(inside))
-        tokens = [stems(t, lang or detect(t)) for t, lang in zip(texts, langs)]
-        model = ScopeModel.fit(self.training_matrix(texts), np.array(inside), tokens, self.spec.scope)
+        langs = [lang or detect(t) for t, lang in zip(texts, langs)]
+        tokens = [stems(t, lang) for t, lang in zip(texts, langs)]
+        model = ScopeModel.fit(self.training_matrix(texts), np.array(inside), tokens, self.spec.scope, langs)
         self.scope_fitted = True
         try:
             model.save(Path(self.settings.data_dir) / "situations" / name)

@@ -174,7 +174,8 @@ def run_scope_cv(coach, grid: dict) -> dict:
     clf, ret = ans.situations, ans.retriever
     texts, inside, langs, groups = clf.scope_texts_grouped()
     matrix = clf.training_matrix(texts)
-    tokens = [stems(t, lang or detect(t)) for t, lang in zip(texts, langs)]
+    tlangs = [lang or detect(t) for t, lang in zip(texts, langs)]
+    tokens = [stems(t, lang) for t, lang in zip(texts, tlangs)]
     inside_a, groups_a = np.array(inside), np.array(groups)
     topics = sorted({g for g in groups if g.startswith("topic:")})
 
@@ -203,20 +204,22 @@ def run_scope_cv(coach, grid: dict) -> dict:
 
     base = clf.spec.scope.model_dump()
     results = []
-    for c, lc, lw in itertools.product(grid["c"], grid["lexical_c"], grid["lexical_weight"]):
-        spec = ScopeSpec(**{**base, "c": c, "lexical_c": lc, "lexical_weight": lw})
-        full = ScopeModel.fit(matrix, inside_a, tokens, spec)
+    for c, lc, lw, bal in itertools.product(grid["c"], grid["lexical_c"], grid["lexical_weight"],
+                                            grid.get("balance", [base["balance"]])):
+        spec = ScopeSpec(**{**base, "c": c, "lexical_c": lc, "lexical_weight": lw, "balance": bal})
+        full = ScopeModel.fit(matrix, inside_a, tokens, spec, tlangs)
         p_held = {k: [full.probability(v, tk) for v, tk, _, _ in rows] for k, rows in held.items()}
         p_topic = {}
         for t in topics:
             keep = groups_a != t
-            m = ScopeModel.fit(matrix[keep], inside_a[keep], [tk for tk, k in zip(tokens, keep) if k], spec)
+            m = ScopeModel.fit(matrix[keep], inside_a[keep], [tk for tk, k in zip(tokens, keep) if k], spec,
+                               [lg for lg, k in zip(tlangs, keep) if k])
             p_topic[t] = [m.probability(v, tk) for v, tk, _, _ in topic_rows[t]]
         for th in itertools.product(grid["min_probability"], grid["min_probability_described"],
                                     grid["accept_probability"]):
             if not th[0] <= th[2] or not th[1] <= th[2]:
                 continue
-            row = {"c": c, "lexical_c": lc, "lexical_weight": lw, "thresholds": th}
+            row = {"c": c, "lexical_c": lc, "lexical_weight": lw, "balance": bal, "thresholds": th}
             for k, rows in held.items():
                 said = [decide(p, f, mg, th) for p, (_, _, f, mg) in zip(p_held[k], rows)]
                 row[k] = sum(said) / len(said) if k.endswith("_in") else 1 - sum(said) / len(said)
@@ -231,7 +234,7 @@ def run_scope_cv(coach, grid: dict) -> dict:
     print("   c lex_c lex_w (min_p, described, accept): held-out topics refused | dev OOS refused, "
           "retrieval OOS refused | dev in-scope kept, retrieval kept | worst topic")
     for r in results[: grid.get("show", 25)]:
-        print(f"   {r['c']:5} {r['lexical_c']:5} {r['lexical_weight']:4} {r['thresholds']}: "
+        print(f"   {r['c']:5} {r['lexical_c']:5} {r['lexical_weight']:4} {r['balance']:8} {r['thresholds']}: "
               f"{r['heldout_topics']:.3f} | {r['dev_oos']:.3f} {r['ret_oos']:.3f} | {r['dev_in']:.3f} "
               f"{r['ret_in']:.3f} | {r['worst_topic'][0]} {r['worst_topic'][1]:.2f}")
     return {"rows": results}

@@ -59,3 +59,23 @@ def test_unrelated_questions_are_refused(coach, question):
 ])
 def test_trainer_questions_are_answered(coach, question):
     assert coach.ask(question).in_scope is True
+
+
+def test_language_balance_keeps_a_phrasing_rich_language_from_leaning_in_scope():
+    """Language a has nine in-scope texts per out-of-scope one, language b one to one. With
+    each (class, language) group weighing the same, a's many in-scope texts count less, so
+    a question near a's out-of-scope texts reads less in scope than with class balance."""
+    import numpy as np
+
+    from calmcall.situations import ScopeModel, ScopeSpec
+
+    rng = np.random.default_rng(0)
+    matrix = np.vstack([rng.normal([1.5, 0], 0.3, (90, 2)), rng.normal([0, 1.5], 0.3, (10, 2)),
+                        rng.normal([0.3, -0.6], 0.2, (10, 2)), rng.normal([-1, -1], 0.3, (10, 2))]).astype(np.float32)
+    inside = np.array([True] * 100 + [False] * 20)
+    langs = ["a"] * 90 + ["b"] * 10 + ["a"] * 10 + ["b"] * 10
+    near_a_out = np.array([0.3, -0.6], dtype=np.float32)
+    p = {bal: ScopeModel.fit(matrix, inside, [["w"]] * 120, ScopeSpec(balance=bal), langs).probability(near_a_out, ["w"])
+         for bal in ("class", "language")}
+    assert p["language"] < p["class"], p
+    assert ScopeSpec(balance="language").recipe_json() != ScopeSpec().recipe_json()  # a refit, not a stale file

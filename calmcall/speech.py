@@ -419,8 +419,9 @@ def is_sign_off(text: str, lang: str, opts: dict) -> bool:
     rest = _phrase_words(text)
     found = False
     for key in ("sign_offs", "sign_off_fillers"):
-        phrases = (opts.get(key) or {}).get(lang, []) + ((opts.get(key) or {}).get("en", []) if lang != "en" else [])
-        for phrase in sorted(phrases, key=len, reverse=True):
+        table = opts.get(key) or {}
+        phrases = table.get(lang, []) + (table.get("en", []) if lang != "en" else [])
+        for phrase in sorted(phrases, key=len, reverse=True):  # "thank you so much" before "thank you"
             form = _phrase_words(phrase)
             if form.strip() and form in rest:
                 found = found or key == "sign_offs"

@@ -44,6 +44,11 @@ WITHOUT = {"without", "utan", "nélkül", "senza", "zonder", "ohne", "sin", "san
 _QUOTE = re.compile(r"[\"“«„]([^\"“”«»„]{1,400})[\"”»“]|(?:(?<=\s)|^)['‘]([^'’]{2,400})['’](?!\w)")
 
 
+def _in_lang(table: dict, lang: str) -> set[str]:
+    """A per-language word list's words for ``lang``, English ones included."""
+    return set(table.get(lang, [])) | set(table.get("en", []))
+
+
 def callers_quotes(sentence: str, lang: str, caller: dict, own: dict, verbs: dict) -> list[str]:
     """The quotations in ``sentence`` that hold the caller's words, not the candidate's
     ("a customer told me "you're an idiot""): the clause before the first quote has a
@@ -51,9 +56,7 @@ def callers_quotes(sentence: str, lang: str, caller: dict, own: dict, verbs: dic
     quote stays the caller's unless an ``own`` word and a speech ``verb`` come between
     ("…", and I said "…"). Anything undecided is the candidate's own, so a harm in it is
     never hidden on a guess."""
-    c = set(caller.get(lang, [])) | set(caller.get("en", []))
-    o = set(own.get(lang, [])) | set(own.get("en", []))
-    v = set(verbs.get(lang, [])) | set(verbs.get("en", []))
+    c, o, v = _in_lang(caller, lang), _in_lang(own, lang), _in_lang(verbs, lang)
     out, speaker, last = [], None, 0
     for m in _QUOTE.finditer(sentence):
         before = sentence[last:m.start()]
@@ -78,8 +81,7 @@ def callers_act(unit_padded: str, sentence: str, hit: str, lang: str, caller: di
     does a clause of their own after the caller's ("…, so I called him stupid"): the clause
     is a unit of its own and has no caller verb before its hit."""
     toks = words(sentence)
-    c = set(caller.get(lang, [])) | set(caller.get("en", []))
-    o = set(own.get(lang, [])) | set(own.get("en", []))
+    c, o = _in_lang(caller, lang), _in_lang(own, lang)
     if not any(t in c for t in toks[:4]) or any(t in o for t in toks):
         return False
     at = unit_padded.find(f" {hit.split(GAP)[0].strip()}")
@@ -97,8 +99,7 @@ def own_reply_holds(sentence_padded: str, hit: str, reported: list[str], lang: s
     one of the two after) comes after the last ``reported`` marker and before the hit: the
     report covers what the caller said, not the candidate's answer to it."""
     first = f" {hit.split(GAP)[0].split('|')[0].strip()}"
-    o = set(own.get(lang, [])) | set(own.get("en", []))
-    v = set(verbs.get(lang, [])) | set(verbs.get("en", []))
+    o, v = _in_lang(own, lang), _in_lang(verbs, lang)
     at = sentence_padded.find(first)
     while at >= 0:  # each place the hit is
         before = sentence_padded[: at + 1]
@@ -339,7 +340,8 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
             own_neg = is_negated(ptext, lang)
             # a clause with a double negative of its own ("…, and there's no call where I
             # wouldn't apologise") says what it means itself: no negation carried into it
-            self_contained = _double_negative(words(ptext), NEGATIONS.get(lang, NEGATIONS["en"]), lang)
+            affirmed = _affirmed(words(ptext), lang)
+            self_contained = affirmed is not None
             if n == 0 or delim in _CONTRAST or delim == "instead" or _own_subject(ptext, lang) or self_contained:
                 negated = own_neg
             else:
@@ -350,7 +352,7 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
             listed = any(k == "item" for _, _, k in pieces)  # "…, listen and apologise"
             if len(ptext.split()) >= 2 or listed or len(pieces) == 1 or delim in _CONJ:
                 kept.append(Unit(ptext, sentence, i, negated=negated, others=is_others(ptext, lang), kind=kind,
-                                 embed_text=affirmed_form(ptext, lang)))
+                                 embed_text=affirmed or ""))
         whole_neg = is_negated(body, lang)
         group = [Unit(sentence, sentence, i, negated=whole_neg, others=is_others(body, lang),
                       embed_text=affirmed_form(sentence, lang))]
@@ -411,21 +413,45 @@ _CONCORD_VERB_NEG = {"hu": {"nem", "sem", "ne"}}
 _VERB_SECOND = {"sv", "de", "nl"}  # the finite verb before the negation: "Ich vergaß nie, …"
 
 
-def _negated_negative_verb(toks: list[str], vocab: set[str], lang: str) -> bool:
-    verbs = _NEGATIVE_VERBS.get(lang, ()) + (_NEGATIVE_VERBS["en"] if lang != "en" else ())
+def _is_negation(tok: str, vocab: set[str]) -> bool:
+    return tok in vocab or tok.endswith("n't")
+
+
+def _negative_verbs(lang: str) -> tuple[str, ...]:
+    return _NEGATIVE_VERBS.get(lang, ()) + (_NEGATIVE_VERBS["en"] if lang != "en" else ())
+
+
+def _negated_negative_verb(toks: list[str], vocab: set[str], lang: str) -> set[int]:
+    """The words that make a negated negative verb ("never fail to", "soha nem felejtek el",
+    "glömde aldrig att": the negation, the verb, negations between, an infinitive marker after),
+    for the first negation that has one; empty when none does."""
+    verbs = _negative_verbs(lang)
     for i, t in enumerate(toks):
-        if t in vocab or t.endswith("n't"):
-            window = " " + " ".join(toks[i + 1: i + 4]) + " "
-            before = f" {toks[i - 1]} " if i and lang in _VERB_SECOND else " "  # "glömde aldrig att"
-            if any(f" {v}" in window or before.startswith(f" {v}") for v in verbs):
-                return True
-    return False
+        if not _is_negation(t, vocab):
+            continue
+        if lang in _VERB_SECOND and i and any(toks[i - 1].startswith(v) for v in verbs if " " not in v):
+            drop = {i - 1, i}  # "jag glömde aldrig att be" -> "jag be"
+            if i + 1 < len(toks) and toks[i + 1] in _INFINITIVE:
+                drop.add(i + 1)
+            return drop
+        for j in range(i + 1, min(i + 4, len(toks))):
+            span = " ".join(toks[j:])
+            verb = next((v for v in verbs if span.startswith(v)), None)
+            if verb:
+                n = len(verb.split())
+                drop = {i, *range(j, j + n)} | {x for x in range(i, j) if toks[x] in vocab}  # "soha nem felejtek"
+                k = j + n
+                while k < len(toks) and k < j + n + 2 and (toks[k] in _INFINITIVE or toks[k] in vocab):
+                    drop.add(k)  # "non mancherei mai di ascoltare"
+                    k += 1
+                return drop
+    return set()
 
 
 def _double_negative(toks: list[str], vocab: set[str], lang: str = "en") -> bool:
     if _negated_negative_verb(toks, vocab, lang):  # "never fail to", "aldrig låta bli att"
         return True
-    neg = [i for i, t in enumerate(toks) if t in vocab or t.endswith("n't")]
+    neg = [i for i, t in enumerate(toks) if _is_negation(t, vocab)]
     # negative concord: "soha nem", "senkit sem" is one negation in Hungarian ("Soha nem
     # kiabálnék vissza": I would never shout back), not two
     neg = [i for i in neg if not (i and toks[i] in _CONCORD_VERB_NEG.get(lang, ()) and i - 1 in neg)]
@@ -441,41 +467,14 @@ _NT = {"won't": "will", "wont": "will", "can't": "can", "cant": "can", "cannot":
 _INFINITIVE = {"to", "from", "att", "di", "te", "om", "zu", "de", "d'"}
 
 
-def affirmed_form(text: str, lang: str) -> str:
-    """A double negative with its negations taken out ("There's no call where I wouldn't
-    apologise" -> "there's call where i would apologise"; "Jag skulle aldrig låta bli att
-    lyssna" -> "jag skulle lyssna"), for the encoder; "" when ``text`` has none."""
+def _affirmed(toks: list[str], lang: str) -> str | None:
+    """``affirmed_form`` of the words ``toks``; None when they hold no double negative."""
     vocab = NEGATIONS.get(lang, NEGATIONS["en"])
-    toks = words(text)
     if not _double_negative(toks, vocab, lang):
-        return ""
-    verbs = _NEGATIVE_VERBS.get(lang, ()) + (_NEGATIVE_VERBS["en"] if lang != "en" else ())
-    drop: set[int] = set()
-    for i, t in enumerate(toks):
-        if not (t in vocab or t.endswith("n't")):
-            continue
-        if lang in _VERB_SECOND and i and any(toks[i - 1].startswith(v) for v in verbs if " " not in v):
-            drop |= {i - 1, i}  # "jag glömde aldrig att be" -> "jag be"
-            if i + 1 < len(toks) and toks[i + 1] in _INFINITIVE:
-                drop.add(i + 1)
-            break
-        for j in range(i + 1, min(i + 4, len(toks))):
-            span = " ".join(toks[j:])
-            verb = next((v for v in verbs if span.startswith(v)), None)
-            if verb:
-                n = len(verb.split())
-                drop |= {i, *range(j, j + n)} | {x for x in range(i, j) if toks[x] in vocab}  # "soha nem felejtek"
-                k = j + n
-                while k < len(toks) and k < j + n + 2 and (toks[k] in _INFINITIVE or toks[k] in vocab):
-                    drop.add(k)  # "non mancherei mai di ascoltare"
-                    k += 1
-                break
-        else:
-            continue
-        break
-    if not drop:  # two negations: both go
-        neg = [i for i, t in enumerate(toks) if t in vocab or t.endswith("n't")][:2]
-        drop = set(neg)
+        return None
+    # the negated negative verb's words, or else the first two negations
+    drop = _negated_negative_verb(toks, vocab, lang) or {
+        i for i in [i for i, t in enumerate(toks) if _is_negation(t, vocab)][:2]}
     out = []
     for i, t in enumerate(toks):
         if i not in drop:
@@ -485,6 +484,13 @@ def affirmed_form(text: str, lang: str) -> str:
         elif t in _NT:
             out.append(_NT[t])
     return " ".join(out)
+
+
+def affirmed_form(text: str, lang: str) -> str:
+    """A double negative with its negations taken out ("There's no call where I wouldn't
+    apologise" -> "there's call where i would apologise"; "Jag skulle aldrig låta bli att
+    lyssna" -> "jag skulle lyssna"), for the encoder; "" when ``text`` has none."""
+    return _affirmed(words(text), lang) or ""
 
 
 def is_negated(text: str, lang: str) -> bool:

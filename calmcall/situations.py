@@ -351,11 +351,25 @@ class SituationClassifier:
         if missing:  # a situation without a single phrasing cannot be predicted
             raise KnowledgeError(f"situations.yaml: no training text for {sorted(missing)}")
         self._step_ids = list(catalogue.steps)
-        # (situations, steps) membership matrix, rows in the model's class order
-        self._member = np.array(
+        self._member = self._membership()
+
+    def _membership(self) -> np.ndarray:
+        """(situations, steps) membership matrix, rows in the model's class order."""
+        return np.array(
             [[1.0 if sid in self.spec.situations[c].steps else 0.0 for sid in self._step_ids] for c in self.model.classes],
             dtype=np.float32,
         )
+
+    def set_steps(self, lists: dict[str, list[str]]) -> None:
+        """Replace situations' step lists in this process (eval/ask_eval.py ``--step-lists``
+        compares candidate lists this way): the model predicts situations, so no refit."""
+        unknown = {s for steps in lists.values() for s in steps} - set(self._step_ids)
+        if unknown or set(lists) - set(self.spec.situations):
+            raise KnowledgeError(f"step lists: unknown steps {sorted(unknown)} or situations "
+                                 f"{sorted(set(lists) - set(self.spec.situations))}")
+        for sid, steps in lists.items():
+            self.spec.situations[sid] = self.spec.situations[sid].model_copy(update={"steps": list(steps)})
+        self._member = self._membership()
 
     # -- training data ---------------------------------------------------------------
     def training_texts(self) -> tuple[list[str], list[str], list[str]]:

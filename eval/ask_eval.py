@@ -50,12 +50,28 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 SETS = {"dev": "ask_dev.jsonl", "dev2": "ask_trainer_dev2.jsonl", "blind": "ask_trainer_parallel.jsonl",
-        "blind2": "ask_blind2.jsonl"}
+        "blind2": "ask_blind2.jsonl", "blind3": "ask_blind3.jsonl"}
 CORE = ("en", "sv", "hu", "it", "nl")
 
 
 def load(name: str) -> list[dict]:
     return [json.loads(line) for line in (HERE / name).read_text("utf-8").splitlines() if line.strip()]
+
+
+def step_lists(kind: str, current: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Candidate situation step lists (eval/ask_recipes/preregistration*.md): ``voteK``
+    keeps, per situation, the steps named by at least K of {situations.yaml, labeller 1-3}
+    in the current list's order, then the others in their first labeller's order."""
+    import yaml
+
+    k = int(kind.removeprefix("vote"))
+    labellers = [yaml.safe_load((HERE / "ask_recipes" / f"labeller{i}.yaml").read_text("utf-8")) for i in (1, 2, 3)]
+    out = {}
+    for sid, steps in current.items():
+        votes = [list(steps)] + [list(lab.get(sid, [])) for lab in labellers]
+        order = list(dict.fromkeys(s for v in votes for s in v))
+        out[sid] = [s for s in order if sum(s in v for v in votes) >= k]
+    return out
 
 
 def jaccard(a: set, b: set) -> float:
@@ -270,15 +286,20 @@ def main() -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("what", nargs="?", default="dev",
-                        choices=["dev", "dev2", "devs", "blind", "blind2", "retrieval", "devret", "all", "ci",
+                        choices=["dev", "dev2", "devs", "blind", "blind2", "blind3", "retrieval", "devret", "all", "ci",
                                  "scopecv", "scopeheld"])
     parser.add_argument("--grid", default="", help="scopecv: JSON overriding the grid, e.g. "
                         "'{\"c\": [3, 10], \"min_probability\": [0.5, 0.6]}'")
     parser.add_argument("--show", action="store_true", help="print each situation's step sets")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--step-lists", default="current", choices=["current", "vote2", "vote3"],
+                        help="situation step lists to answer with (see step_lists)")
     parser.add_argument("--check", action="store_true", help="exit 1 below eval/thresholds.yaml ask_trainer floors")
     args = parser.parse_args()
     coach = Coach()
+    if args.step_lists != "current":
+        sc = coach.answerer.situations
+        sc.set_steps(step_lists(args.step_lists, {sid: s.steps for sid, s in sc.spec.situations.items()}))
     out = {}
     if args.what == "scopeheld":
         out["scopeheld"] = run_scope_heldout(coach)

@@ -171,7 +171,8 @@ class Grader:
         # elaboration: the words of the distinct sentences carrying the question's steps
         carrying = {us[best[sid].unit].sentence for sid in q.expected if statuses[sid] != "missing" and sid in best}
         depth = p.depth(sum(len(words(t)) for t in carrying), raw)
-        score = p.score(raw, flags, len(antis), depth)
+        injected = sum(len(words(span)) for span in parsed.injected)
+        score = p.score(raw, flags, len(antis), depth, injected / max(len(words(parsed.text)), 1))
         terse = bool(carrying) and p.terse(depth, raw, len(q.required),
                                            any(statuses[sid] != "covered" for sid in q.required))
         return Scored(q, match, statuses, denied, flags, raw, score, sources if flags["copied"] else [], depth, terse)

@@ -92,6 +92,10 @@ class ScoringPolicy:
     copy_translated_share: float = 0.3
     sarcasm_share: float = 0.34  # sentences in a sarcastic tone from which the answer is sarcasm
     repetitive_share: float = 0.5  # repeated sentences from which padding is flagged
+    # text aimed at the grader is always set aside and shown; the injection cap applies when it
+    # is at least this share of the answer's words ("mostly manipulation"), else the rest is
+    # graded as if it stood alone, so an injection can neither raise nor rescue a score
+    injection_share: float = 0.5
     # raw coverage -> a coach's 0-100: piecewise-linear knots [[raw, score], ...]
     curve: list[list[float]] = field(default_factory=lambda: [[0.0, 0.0], [100.0, 100.0]])
 
@@ -167,10 +171,13 @@ class ScoringPolicy:
                      if missing_required else 0.0)
         return -depth > step_gain
 
-    def score(self, coverage: float, flags: dict[str, bool], n_anti: int = 0, depth: float = 0.0) -> int:
+    def score(self, coverage: float, flags: dict[str, bool], n_anti: int = 0, depth: float = 0.0,
+              injected_share: float = 1.0) -> int:
+        """``injected_share``: the answer's words in text aimed at the grader (the injection
+        cap needs ``injection_share`` of them)."""
         value = self.calibrated(max(0.0, min(100.0, coverage))) + depth - self.penalty_per_anti * n_anti
         for flag, cap in self.caps.items():
-            if flags.get(flag):
+            if flags.get(flag) and (flag != "injection" or injected_share >= self.injection_share):
                 value = min(value, cap)
         return int(round(max(0.0, min(100.0, value))))
 

@@ -38,6 +38,13 @@ def test_a_flag_caps_the_score_however_complete_the_answer(flag, cap):
     assert p.score(raw, {flag: True}) <= cap
 
 
+def test_the_injection_cap_needs_the_injected_text_to_be_most_of_the_answer():
+    p = ScoringPolicy()
+    raw = p.coverage(["covered"] * 6, ["covered"] * 2, extra=3)
+    assert p.score(raw, {"injection": True}, injected_share=p.injection_share) <= p.caps["injection"]
+    assert p.score(raw, {"injection": True}, injected_share=p.injection_share - 0.01) == 100
+
+
 def test_partly_earns_less_than_covered_and_anti_patterns_cost():
     p = ScoringPolicy()
     full = p.raw_score(["covered"] * 4, [], 0, 0)

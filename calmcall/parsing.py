@@ -77,7 +77,8 @@ def _tone(sentence: str, markers: list[str], asides: list[str], step_words: tupl
     for qm in _QUOTED.finditer(sentence):
         inner = qm.group("inner").strip()
         pre = qm.group("pre").lower().strip(",")
-        if 1 <= len(inner.split()) <= 3 and not pre.endswith(":") and pre not in _SPEECH and pre \
+        # a dash introduces direct speech as a colon does ("mi presento – "Buongiorno, sono Marco"")
+        if 1 <= len(inner.split()) <= 3 and not pre.endswith((":", "–", "—", "-")) and pre not in _SPEECH and pre \
                 and any(w.startswith(step_words) for w in words(inner)):  # a step's name in scare quotes
             return qm.group(0).strip()
     return ""

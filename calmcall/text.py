@@ -32,7 +32,8 @@ NEGATIONS = {
     "hu": {"nem", "ne", "soha", "sose", "sosem", "sem", "nincs", "senki", "senkit", "semmi", "semmit",
            "sehol", "semmiképp", "semmiképpen"},
     "it": {"non", "mai", "nessun", "nessuno", "né"},
-    "nl": {"niet", "nooit", "geen", "niets"},
+    # with the accents Dutch writes for emphasis ("nooit níét", "géén")
+    "nl": {"niet", "nooit", "geen", "niets", "níét", "niét", "níet", "nóóit", "nóoit", "géén", "géen", "niéts"},
     "de": {"nicht", "nie", "niemals", "kein", "keine", "keinen", "nichts"},
     "es": {"no", "nunca", "jamás", "jamas", "ningún", "ninguna", "tampoco"},
     "fr": {"ne", "n", "pas", "jamais", "aucun", "aucune", "rien"},
@@ -312,6 +313,58 @@ def is_others(text: str, lang: str) -> bool:
     return bool(re.search(pattern, low)) or (lang != "en" and bool(re.search(_OTHERS["en"], low)))
 
 
+# "…, but I'd never do that" / "X. I don't." / "pero eso no lo haría nunca": a short negated
+# clause with nothing of its own but a subject, an auxiliary and a pronoun pointing back
+# rejects what came before it, as "instead of" does what follows it
+_BACK_REFERENCE = {
+    "en": {"i", "we", "me", "myself", "i'd", "i'll", "do", "does", "did", "would", "will", "that", "this", "it",
+           "so", "ever", "personally", "though", "certainly", "simply", "just", "that's", "what", "is", "one",
+           "of", "them", "those", "am", "i'm", "but", "and", "kind", "thing", "things", "stuff", "like"},
+    "sv": {"jag", "vi", "mig", "själv", "gör", "gjorde", "skulle", "göra", "det", "så", "personligen", "heller",
+           "sånt", "sådant", "men", "och", "något", "nåt", "är"},
+    "hu": {"én", "mi", "ezt", "azt", "ilyet", "olyat", "így", "úgy", "csinálom", "csinálnám", "csinálnék",
+           "tenném", "teszem", "tennék", "teszek", "személy", "szerint", "de", "és", "ilyesmit", "vagyok"},
+    "it": {"io", "noi", "lo", "faccio", "farei", "farò", "fare", "questo", "quello", "così", "personalmente",
+           "proprio", "ma", "e", "cosa", "del", "genere", "sono", "io'"},
+    "nl": {"ik", "wij", "we", "doe", "zou", "zal", "doen", "dat", "zo", "zelf", "persoonlijk", "maar", "en",
+           "soort", "zoiets", "ben"},
+    "de": {"ich", "wir", "mache", "mach", "würde", "werde", "tun", "tue", "machen", "das", "so", "selbst",
+           "persönlich", "sowas", "etwas", "aber", "und", "bin"},
+    "es": {"yo", "nosotros", "lo", "hago", "haría", "haré", "hacer", "eso", "esto", "así", "personalmente",
+           "pero", "y", "soy", "algo", "tipo"},
+    "fr": {"je", "j", "moi", "nous", "fais", "ferais", "ferai", "faire", "ça", "cela", "le", "l", "personnellement",
+           "c", "est", "ce", "mais", "et", "suis", "genre", "chose"},
+}
+
+
+# ... and it has a verb of its own ("the anger is at the situation, not me" rejects nothing)
+_BACK_VERBS = {
+    "en": {"do", "does", "did", "would", "will", "i'd", "i'll", "don't", "won't", "wouldn't", "didn't", "doesn't",
+           "am", "i'm", "dont", "wont"},
+    "sv": {"gör", "gjorde", "skulle", "göra", "är"},
+    "hu": {"csinálom", "csinálnám", "csinálnék", "tenném", "teszem", "tennék", "teszek", "vagyok"},
+    "it": {"faccio", "farei", "farò", "fare", "sono"},
+    "nl": {"doe", "zou", "zal", "doen", "ben"},
+    "de": {"mache", "mach", "würde", "werde", "tun", "tue", "machen", "bin"},
+    "es": {"hago", "haría", "haré", "hacer", "soy"},
+    "fr": {"fais", "ferais", "ferai", "faire", "suis", "est"},
+}
+
+
+def is_back_rejection(text: str, lang: str) -> bool:
+    """"I'd never do that", "I don't.", "dat doe ik niet", "eso no lo haría nunca": a denial
+    whose every word is a subject, an auxiliary, a negation or a pronoun for what came
+    before it (``units`` then denies that part)."""
+    toks = words(text)
+    if not toks or len(toks) > 8 or not is_negated(text, lang):
+        return False
+    neg = NEGATIONS.get(lang, NEGATIONS["en"]) | NEGATIONS["en"]
+    vocab = _BACK_REFERENCE.get(lang, set()) | _BACK_REFERENCE["en"]
+    verbs = _BACK_VERBS.get(lang, set()) | _BACK_VERBS["en"]
+    return all(t in neg or t in vocab or t.endswith("n't") for t in toks) \
+        and any(t in neg or t.endswith("n't") for t in toks) and any(t in verbs for t in toks)
+
+
 def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
     """Sentences plus their clauses (and the items of a list of short verb phrases), each
     with its negation, attribution and heading read once; capped (at a sentence boundary)
@@ -373,7 +426,17 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
             if len(ptext.split()) >= 2 or listed or len(pieces) == 1 or delim in _CONJ:
                 kept.append(Unit(ptext, sentence, i, negated=negated, others=is_others(ptext, lang), kind=kind,
                                  embed_text=affirmed or ""))
-        whole_neg = is_negated(body, lang)
+        # "…, but I'd never do that": the clauses before the rejection are denied with it
+        back = [n for n, u in enumerate(kept) if n > 0 and is_back_rejection(u.text, lang)]
+        for u in kept[: back[-1] if back else 0]:
+            u.negated = True
+        whole_neg = is_negated(body, lang) or bool(back)
+        if not back and len(words(body)) and is_back_rejection(body, lang) and result \
+                and not any(u.negated or u.others for u in result if u.index == i - 1):
+            # "Some agents hang up on a rude caller. I don't.": the sentence before is denied
+            for u in result:
+                if u.index == i - 1:
+                    u.negated = True
         group = [Unit(sentence, sentence, i, negated=whole_neg, others=is_others(body, lang),
                       embed_text=affirmed_form(sentence, lang))]
         if not heading and len(kept) == 1 and len(pieces) > 1 and all(len(pt.split()) == 1 for pt, _, _ in pieces

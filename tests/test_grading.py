@@ -119,6 +119,18 @@ def test_an_injection_beside_a_real_answer_neither_raises_nor_rescues_it(coach):
     assert mostly.flags["injection"] and mostly.score <= 10
 
 
+@pytest.mark.parametrize("answer,lang,anti", [
+    ("Some would put an angry caller on hold for ten minutes to let him cool off, but I'd never do that. "
+     "I let him talk, I tell him I understand, and I explain what I will do next.", "en", "long_hold"),
+    ("Lo fácil sería contestarle con ironía, pero eso no lo haría nunca. Le escucho hasta el final, "
+     "le digo que entiendo su enfado y le explico qué voy a hacer.", "es", "sarcasm"),
+])
+def test_a_behaviour_rejected_afterwards_is_not_held_against_the_candidate(coach, answer, lang, anti):
+    r = coach.grade(answer, "q01_angry_call")
+    assert anti not in {a.id for a in r.anti_patterns}
+    assert not r.flags["harm"]
+
+
 def test_off_topic_answer_scores_zero(coach):
     r = coach.grade(
         "My favourite recipe is lasagne: layer pasta sheets, tomato sauce and bechamel, then bake for forty minutes.",

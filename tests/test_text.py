@@ -4,7 +4,7 @@ eight languages (pure text: no model)."""
 import pytest
 
 from calmcall.parsing import parse
-from calmcall.text import cue_form, injection_spans, is_negated, is_others, mentions_in, padded_words, units
+from calmcall.text import cue_form, injection_spans, is_back_rejection, is_negated, is_others, mentions_in, padded_words, units
 
 NEGATED = [
     # "never … without" is no double negative: the act itself is denied
@@ -194,6 +194,9 @@ def test_parse_drops_repeats_and_marks_sarcasm_and_talking_points():
     assert p.sarcastic
     p = parse("I 'listen' to them, of course.", 20000, {}, {}, step_words=("listen",))
     assert p.sarcastic
+    p = parse('Mi presento – "Buongiorno, sono Marco" – e chiedo il suo nome.', 20000, {}, {},
+              lang="it", step_words=("sono", "buongiorno"))
+    assert not p.sarcastic  # a dash introduces direct speech, as a colon does
     p = parse("Stay calm, listen actively, show empathy and offer a solution.", 20000)
     assert p.any_statement  # talking points state what the candidate will do
     p = parse("listen, calm, empathy, sorry, options", 20000)
@@ -372,3 +375,37 @@ def test_a_double_negative_clause_takes_no_negation_from_the_clause_before():
     us = units("Jag skulle aldrig låta bli att lyssna, och det finns ingen situation där jag inte ber om ursäkt.", "sv")
     assert [u.negated for u in us] == [False, False, False]
     assert us[2].embed_text == "det finns situation där jag ber om ursäkt"
+
+
+@pytest.mark.parametrize(
+    "text,lang",
+    [
+        ("I could easily snap back at him, but I'd never do that.", "en"),
+        ("Det är lätt att höja rösten tillbaka, men det skulle jag aldrig göra.", "sv"),
+        ("Könnyű lenne visszakiabálni, de én ezt soha nem csinálnám.", "hu"),
+        ("Sarebbe facile rispondere a tono, ma io non lo farei mai.", "it"),
+        ("Het is verleidelijk om terug te schreeuwen, maar dat zou ik nooit doen.", "nl"),
+        ("Man könnte zurückschreien, aber das würde ich nie tun.", "de"),
+        ("Lo fácil sería contestarle con ironía, pero eso no lo haría nunca.", "es"),
+        ("On pourrait lui répondre sur le même ton, mais je ne ferais jamais ça.", "fr"),
+    ],
+)
+def test_a_clause_rejected_by_a_later_pronoun_is_denied(text, lang):
+    us = units(text, lang)
+    assert us[0].negated and us[1].negated  # the sentence and the clause it rejects
+
+
+def test_a_sentence_rejected_by_the_next_one_is_denied_and_only_then():
+    us = units("I could shout back at him. I'd never do that. I let him finish.", "en")
+    assert [u.negated for u in us] == [True, True, False]
+    us = units("Some agents hang up on a rude caller. I don't. I let them finish.", "en")
+    assert us[0].others and not us[0].negated  # someone else's habit: nothing to deny
+    for text in ("I don't interrupt him.", "I wouldn't apologise.", "I don't know the answer, but I listen.", "not me"):
+        assert not is_back_rejection(text, "en")
+    assert not units("I stay calm. I don't interrupt.", "en")[0].negated
+    assert not units("I stay calm: they are angry at the situation and not me.", "en")[0].negated
+
+
+def test_dutch_emphasis_accents_still_negate():
+    assert is_negated("Ik zou dat níét doen", "nl")
+    assert is_negated("Ik onderbreek hem géén enkele keer", "nl")

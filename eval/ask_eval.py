@@ -1,6 +1,7 @@
 """Ask measured on trainer situations: ``python eval/ask_eval.py
-[dev|dev2|devs|blind|blind2|retrieval|all|ci|scopecv|scopeheld]`` (``ci``: dev, dev2 and
-blind2, with ``--check`` against eval/thresholds.yaml, as CI runs it).
+[dev|dev2|devs|blind|blind2|blind3|retrieval|all|ci|scopecv|scopeheld]`` (``ci``: dev, dev2,
+blind2 and blind3, with ``--check`` against eval/thresholds.yaml, as CI runs it; ``--step-lists``
+answers with candidate situation step lists).
 
 Sets (same JSON-lines schema: id, situation, language, question, in_scope, expected_steps):
 - ``dev``: eval/ask_dev.jsonl — written for development; settings were tuned on it.
@@ -18,6 +19,10 @@ Sets (same JSON-lines schema: id, situation, language, question, in_scope, expec
   more of the set's in-scope questions) and accept another (more hu/de phrasings). Read at
   the start and the end of a session and reported separately: the least biased estimate we
   have.
+- ``blind3``: eval/ask_blind3.jsonl — frozen, a third helper, same brief as blind2
+  (eval/ask_blind3_brief.md), committed before any run; read on 2026-12-04 to decide the
+  pre-registered step-list and step-selector choices (eval/ask_recipes/preregistration_*.md;
+  both kept as they were). Reported separately.
 - ``scopeheld``: eval/ask_scope_heldout.yaml — out-of-scope questions by topic and in-scope
   ones on the same boundaries, never trained on: the scope decision alone.
 - ``retrieval``: eval/retrieval.jsonl through ``answering.evaluate_answer`` (the gold is
@@ -312,8 +317,8 @@ def main() -> int:
                 "accept_probability": [0.9, 0.95], **json.loads(args.grid or "{}")}
         run_scope_cv(coach, grid)
         return 0
-    groups = {"all": ["dev", "dev2", "retrieval", "blind", "blind2"], "devret": ["dev", "retrieval"],
-              "devs": ["dev", "dev2"], "ci": ["dev", "dev2", "blind2"]}
+    groups = {"all": ["dev", "dev2", "retrieval", "blind", "blind2", "blind3"], "devret": ["dev", "retrieval"],
+              "devs": ["dev", "dev2"], "ci": ["dev", "dev2", "blind2", "blind3"]}
     for name in groups.get(args.what, [args.what]):
         out[name] = run_retrieval(coach) if name == "retrieval" else run_set(coach, name, show=args.show)
     if args.json:

@@ -367,3 +367,22 @@ def test_asks_tuning_numbers_are_data_and_validated(tmp_path):
         AnswerTuning(focus_rank=0, conflict_min_probability=0.5, follow_up_words=7)
     with pytest.raises(pydantic.ValidationError):
         AnswerTuning(focus_rank=3, conflict_min_probability=0.5, follow_up_words=7, focus_rnak=2)
+
+
+def test_candidate_step_lists_can_be_swapped_in_without_a_refit(coach):
+    """eval/ask_eval.py --step-lists compares candidate lists this way."""
+    from calmcall.knowledge import KnowledgeError
+
+    clf = coach.answerer.situations
+    before = {sid: list(s.steps) for sid, s in clf.spec.situations.items()}
+    q = "What should I do when a caller keeps insulting me and won't stop?"
+    vec = coach.answerer.retriever.vector(q)
+    guess = clf.guess(vec, q, "en")
+    try:
+        clf.set_steps({sid: ["personal_example", "learn"] for sid in before})
+        assert set(clf.guess(vec, q, "en").steps) == {"personal_example", "learn"}
+        with pytest.raises(KnowledgeError):
+            clf.set_steps({guess.situation: ["no_such_step"]})
+    finally:
+        clf.set_steps(before)
+    assert clf.guess(vec, q, "en").steps == guess.steps

@@ -31,11 +31,11 @@ NEGATIONS = {
     "sv": {"inte", "aldrig", "ej", "icke", "ingen", "inget", "inga"},
     "hu": {"nem", "ne", "soha", "sose", "sosem", "sem", "nincs", "senki", "senkit", "semmi", "semmit",
            "sehol", "semmiképp", "semmiképpen"},
-    "it": {"non", "mai", "nessun", "nessuno", "né"},
+    "it": {"non", "mai", "nessun", "nessuno", "nessuna", "niente", "nulla", "né"},
     # with the accents Dutch writes for emphasis ("nooit níét", "géén")
     "nl": {"niet", "nooit", "geen", "niets", "níét", "niét", "níet", "nóóit", "nóoit", "géén", "géen", "niéts"},
     "de": {"nicht", "nie", "niemals", "kein", "keine", "keinen", "nichts"},
-    "es": {"no", "nunca", "jamás", "jamas", "ningún", "ninguna", "tampoco"},
+    "es": {"no", "nunca", "jamás", "jamas", "ningún", "ninguna", "ninguno", "nada", "nadie", "tampoco"},
     "fr": {"ne", "n", "pas", "jamais", "aucun", "aucune", "rien"},
 }
 # "without" and its kin deny what follows them ("let them finish without interrupting")
@@ -492,12 +492,34 @@ _NEGATIVE_VERBS = {
 }
 
 
-_CONCORD_VERB_NEG = {"hu": {"nem", "sem", "ne"}}
 _VERB_SECOND = {"sv", "de", "nl"}  # the finite verb before the negation: "Ich vergaß nie, …"
 
 
 def _is_negation(tok: str, vocab: set[str]) -> bool:
-    return tok in vocab or tok.endswith("n't")
+    # French elides "ne" into the next word ("n'y", "n'est", "n'ai"): the French set has "pas"
+    return tok in vocab or tok.endswith("n't") or ("pas" in vocab and tok[:2] in ("n'", "n’"))
+
+
+# negative concord: "No hay ninguna", "non … nessuno", "ne … aucune", "soha nem" is one
+# negation, not two, until a relative or infinitive word starts another clause
+_CONCORD = {"hu", "it", "es", "fr"}
+# "no reason not to", "aucune raison de ne pas": the second negation denies the complement
+_REASON = {"reason", "reasons", "anledning", "ok", "okom", "motivo", "ragione", "reden", "grund", "razón",
+           "raison"}
+
+
+def _negation_groups(toks: list[str], vocab: set[str], lang: str) -> list[list[int]]:
+    groups: list[list[int]] = []
+    for i, t in enumerate(toks):
+        if not _is_negation(t, vocab):
+            continue
+        if groups and lang in _CONCORD and i - groups[-1][-1] <= 6 \
+                and not any(x in _RELATIVE or x in _INFINITIVE or x in _REASON or x in _CONJ
+                            for x in toks[groups[-1][-1] + 1:i]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _negative_verbs(lang: str) -> tuple[str, ...]:
@@ -534,16 +556,15 @@ def _negated_negative_verb(toks: list[str], vocab: set[str], lang: str) -> set[i
 def _double_negative(toks: list[str], vocab: set[str], lang: str = "en") -> bool:
     if _negated_negative_verb(toks, vocab, lang):  # "never fail to", "aldrig låta bli att"
         return True
-    neg = [i for i, t in enumerate(toks) if _is_negation(t, vocab)]
-    # negative concord: "soha nem", "senkit sem" is one negation in Hungarian ("Soha nem
-    # kiabálnék vissza": I would never shout back), not two
-    neg = [i for i in neg if not (i and toks[i] in _CONCORD_VERB_NEG.get(lang, ()) and i - 1 in neg)]
-    if len(neg) < 2:
+    groups = _negation_groups(toks, vocab, lang)  # "Soha nem kiabálnék vissza": one negation
+    if len(groups) < 2:
         return False
-    a, b = neg[0], neg[1]
-    if b == a + 1:  # "never not", "nie nicht"
+    a, end, b = groups[0][0], groups[0][-1], groups[1][0]
+    if b == end + 1:  # "never not", "nie nicht"
         return True
-    return a <= 3 and any(t in _RELATIVE for t in toks[a + 1:b]) and b - a <= 8
+    between = toks[end + 1:b]
+    return a <= 3 and b - end <= 8 and (any(t in _RELATIVE for t in between)
+                                         or (any(t in _REASON for t in between) and b - end <= 4))
 
 
 _NT = {"won't": "will", "wont": "will", "can't": "can", "cant": "can", "cannot": "can", "shan't": "shall"}
@@ -557,7 +578,7 @@ def _affirmed(toks: list[str], lang: str) -> str | None:
         return None
     # the negated negative verb's words, or else the first two negations
     drop = _negated_negative_verb(toks, vocab, lang) or {
-        i for i in [i for i, t in enumerate(toks) if _is_negation(t, vocab)][:2]}
+        i for g in _negation_groups(toks, vocab, lang)[:2] for i in g}
     out = []
     for i, t in enumerate(toks):
         if i not in drop:

@@ -4,7 +4,7 @@ eight languages (pure text: no model)."""
 import pytest
 
 from calmcall.parsing import parse
-from calmcall.text import cue_form, injection_spans, is_back_rejection, is_negated, is_others, mentions_in, padded_words, units
+from calmcall.text import affirmed_form, cue_form, injection_spans, is_back_rejection, is_negated, is_others, mentions_in, padded_words, units, words
 
 NEGATED = [
     # "never … without" is no double negative: the act itself is denied
@@ -409,3 +409,32 @@ def test_a_sentence_rejected_by_the_next_one_is_denied_and_only_then():
 def test_dutch_emphasis_accents_still_negate():
     assert is_negated("Ik zou dat níét doen", "nl")
     assert is_negated("Ik onderbreek hem géén enkele keer", "nl")
+
+
+@pytest.mark.parametrize(
+    "text,lang",
+    [
+        ("Il n'y a pas un appel où je ne donne pas mon prénom.", "fr"),
+        ("Je ne vois aucune raison de ne pas rester calme.", "fr"),
+        ("No hay ninguna llamada en la que no diga mi nombre.", "es"),
+        ("Non c'è nessuna chiamata in cui non mi presento.", "it"),
+        ("I see no reason not to stay calm.", "en"),
+    ],
+)
+def test_a_negative_concord_then_a_second_negation_affirms(text, lang):
+    assert not is_negated(text, lang)
+    assert not set(words(affirmed_form(text, lang))) & {"ne", "n", "pas", "no", "non", "ninguna", "nessuna", "not"}
+
+
+@pytest.mark.parametrize(
+    "text,lang",
+    [("Nunca le grito a nadie.", "es"), ("Non alzo mai la voce.", "it"), ("Je ne crie jamais.", "fr"),
+     ("No le digo nada.", "es"), ("Soha nem kiabálnék vissza.", "hu"), ("Non dico niente a nessuno.", "it")],
+)
+def test_negative_concord_alone_is_one_negation(text, lang):
+    assert is_negated(text, lang)
+
+
+def test_concord_stops_at_a_new_clause():
+    text = "Il n'y a pas un appel où je ne donne pas mon prénom, et je ne laisserais jamais quelqu'un seul."
+    assert "jamais" in words(affirmed_form(text, "fr"))

@@ -189,6 +189,7 @@ def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev
     print(f"grade latency p50 {np.percentile(lat, 50) * 1000:.0f} ms, p95 {np.percentile(lat, 95) * 1000:.0f} ms")
     out["copies"] = eval_copies(coach)
     out["lying"] = eval_lying(coach, blind)
+    out["lookalikes"] = eval_lookalikes(coach)
     return out
 
 
@@ -215,6 +216,25 @@ def eval_lying(coach: Coach, blind: bool = True) -> dict:
               f"{capped}/{sum(gold)}; honest answers flagged with any harm {false}/{len(gold) - sum(gold)}")
         out[name] = {"recall": recall, "capped": capped / max(sum(gold), 1), "false_flags": false}
     return out
+
+
+def eval_lookalikes(coach: Coach) -> dict:
+    """Benign sentences that look like harm ("I'd check her address only to send the
+    replacement", "I'd remind him, factually, of his renewal date"): 30 per language, by the
+    helper who wrote knowledge/candidates/harms_subtle.yaml, never trained on. The share the
+    grader flags as harm is the false-alarm side of harm detection."""
+    import yaml
+
+    path = HERE / "harm_lookalikes.yaml"
+    if not path.exists():
+        return {}
+    by_lang = yaml.safe_load(path.read_text("utf-8"))["negatives"]
+    flagged = {lang: sum(bool(coach.grade(t, "q01_angry_call").harms) for t in texts) for lang, texts in by_lang.items()}
+    n = sum(len(t) for t in by_lang.values())
+    share = sum(flagged.values()) / max(n, 1)
+    print(f"-- harm look-alikes: harm_lookalikes.yaml  flagged as harm {sum(flagged.values())}/{n} ({share:.3f}) "
+          f"per language {flagged}")
+    return {"share": share, "flagged": sum(flagged.values())}
 
 
 def eval_copies(coach: Coach) -> dict:
@@ -279,6 +299,9 @@ def main() -> int:
             failures.append(f"translated-copy recall {copies.get('recall', 0):.2f}")
         if cfloor and copies.get("false_flags", 0) > cfloor["false_flags_max"]:
             failures.append(f"own-words answers flagged as copied: {copies['false_flags']}")
+        lfl = th.get("lookalikes")
+        if lfl and (g.get("lookalikes") or {}).get("share", 0.0) > lfl["share_max"]:
+            failures.append(f"harm look-alikes flagged {g['lookalikes']['share']:.3f}")
         for name, lfloor in (th.get("lying") or {}).items():
             if args.dev_only and name == "blind":
                 continue

@@ -83,6 +83,17 @@ def callers_act(unit_padded: str, sentence: str, hit: str, lang: str, caller: di
     is a unit of its own and has no caller verb before its hit."""
     toks = words(sentence)
     c, o = _in_lang(caller, lang), _in_lang(own, lang)
+    if toks and toks[0] in _CONDITIONAL and any(t in c for t in toks[1:4]):
+        # "Als iemand gaat dreigen, blijf ik rustig": a condition whose subject is the caller
+        # holds the caller's act, when the candidate's own part does not repeat it
+        first_own = next((i for i, t in enumerate(toks) if t in o), len(toks))
+        head = words(hit.split(GAP)[0].split("|")[0])
+        stem = head[0][: max(4, len(head[0]) - 2)] if head else "\0"  # "threatens" ~ "threaten"
+        # ... an attribute of the caller there ("een dreigende beller", "un client menaçant") is no act
+        acts = [j for j in range(first_own, len(toks)) if toks[j].startswith(stem)
+                and not (j + 1 < len(toks) and toks[j + 1] in c) and not (j and toks[j - 1] in c)]
+        if mentions_in(padded_words(" ".join(toks[:first_own])), [hit]) and not acts:
+            return True
     if not any(t in c for t in toks[:4]) or any(t in o for t in toks):
         return False
     at = unit_padded.find(f" {hit.split(GAP)[0].strip()}")

@@ -131,6 +131,17 @@ def test_a_behaviour_rejected_afterwards_is_not_held_against_the_candidate(coach
     assert not r.flags["harm"]
 
 
+@pytest.mark.parametrize("answer,harmful", [
+    ("Als iemand echt gaat dreigen blijf ik rustig, zeg ik dat ik zo niet verder kan, verbind ik door met mijn "
+     "leidinggevende en schrijf ik alles op, want een dreigende beller is gevaarlijker dan een onbeleefde.", False),
+    ("Als iemand gaat dreigen, ga ik terug dreigen.", True),
+])
+def test_a_condition_about_the_callers_act_is_not_the_candidates(coach, answer, harmful):
+    """"If someone threatens, I stay calm": the threat is the caller's; unless the candidate's
+    own part does it too."""
+    assert bool(coach.grade(answer, "q01_angry_call").harms) is harmful
+
+
 def test_off_topic_answer_scores_zero(coach):
     r = coach.grade(
         "My favourite recipe is lasagne: layer pasta sheets, tomato sauce and bechamel, then bake for forty minutes.",

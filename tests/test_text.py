@@ -4,7 +4,18 @@ eight languages (pure text: no model)."""
 import pytest
 
 from calmcall.parsing import parse
-from calmcall.text import affirmed_form, cue_form, injection_spans, is_back_rejection, is_negated, is_others, mentions_in, padded_words, units, words
+from calmcall.text import (
+    affirmed_form,
+    cue_form,
+    injection_spans,
+    is_back_rejection,
+    is_negated,
+    is_others,
+    mentions_in,
+    padded_words,
+    units,
+    words,
+)
 
 NEGATED = [
     # "never … without" is no double negative: the act itself is denied

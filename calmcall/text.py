@@ -724,11 +724,10 @@ def injection_spans(text: str) -> list[str]:
     the injection patterns find, and their neighbours that talk to the grader too."""
     sentences = split_sentences(text)
     hit = [bool(_INJECTION.search(s)) for s in sentences]
-    grown = True
-    while grown:
-        grown = False
-        for i, s in enumerate(sentences):
-            if not hit[i] and ((i > 0 and hit[i - 1]) or (i + 1 < len(sentences) and hit[i + 1])) \
-                    and _GRADER_TALK.search(s):
-                hit[i] = grown = True
+    if any(hit):  # a run of grader talk joins the injection beside it: one pass each way
+        talk = [bool(_GRADER_TALK.search(s)) for s in sentences]
+        for order in (range(1, len(sentences)), range(len(sentences) - 2, -1, -1)):
+            step = 1 if order.step > 0 else -1
+            for i in order:
+                hit[i] = hit[i] or (hit[i - step] and talk[i])
     return [s for s, h in zip(sentences, hit) if h]

@@ -74,7 +74,7 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-FROZEN = ("redteam", "blind2", "blind3")  # written blind, never fitted on: no fit / held-out halves
+FROZEN = ("redteam", "blind2", "blind3", "blind4")  # written blind, never fitted on: no fit / held-out halves
 GRADING_SETS = {
     # name: (file, what it is)
     "dev": ("grading.jsonl", "written with the grader, odd ids fitted on"),
@@ -83,6 +83,7 @@ GRADING_SETS = {
     "redteam": ("grading_redteam.jsonl", "frozen, written blind, never fitted on"),
     "blind2": ("grading_blind2.jsonl", "frozen, written blind 2026-12-03, never fitted on"),
     "blind3": ("grading_blind3.jsonl", "frozen, written blind 2026-12-04, never fitted on"),
+    "blind4": ("grading_blind4.jsonl", "frozen, written blind 2026-12-04 (end of session), never fitted on"),
 }
 
 
@@ -140,7 +141,7 @@ def grading_metrics(reports: list, rows: list[dict]) -> dict:
     }
 
 
-def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "tone", "redteam", "blind2", "blind3"),
+def eval_grading(coach: Coach, show: bool = False, sets: tuple[str, ...] = ("dev", "shapes", "tone", "redteam", "blind2", "blind3", "blind4"),
                  blind: bool = True) -> dict:
     import numpy as np
 
@@ -292,7 +293,7 @@ def main() -> int:
             failures.append(f"out-of-scope accuracy {r['oos_accuracy']:.2f}")
     if args.what in ("grading", "all"):
         print("== grading ==")
-        sets = tuple(n for n in ("dev", "shapes", "tone", "redteam", "blind2", "blind3") if not (args.dev_only and n in FROZEN))
+        sets = tuple(n for n in ("dev", "shapes", "tone", "redteam", "blind2", "blind3", "blind4") if not (args.dev_only and n in FROZEN))
         g = eval_grading(coach, show=args.show, sets=sets, blind=not args.dev_only)
         copies, cfloor = g.get("copies") or {}, th.get("copies") or {}
         if cfloor and copies.get("recall", 0) < cfloor["recall_min"]:

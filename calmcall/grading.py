@@ -116,6 +116,12 @@ class Grader:
         parsed = self.matcher.parse(answer)
         q, q_text, q_warnings = self.resolve_question(question)
         match = self.matcher.match(parsed)
+        if parsed.injected and not match.best("harm") \
+                and self.matcher.match(self.matcher.parse(" ".join(parsed.injected), parsed.language,
+                                                          set_aside=False)).best("harm"):
+            # text aimed at the grader is set aside, never a place to hide harm in: grade the
+            # answer as written, so the harm is found, shown and capped as anywhere else
+            match = self.matcher.match(self.matcher.parse(answer, set_aside=False))
         scored = self.score(q, match)
         return self.composer.compose(scored, q_text, q_warnings, feedback_lang)
 

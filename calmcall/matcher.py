@@ -117,10 +117,10 @@ class StepMatcher:
                 self._neg_phrasing[order[vid]] = is_negated(text, meta["lang"])
 
     # -- reading ----------------------------------------------------------------
-    def parse(self, text: str, lang: str | None = None) -> ParsedAnswer:
+    def parse(self, text: str, lang: str | None = None, set_aside: bool = True) -> ParsedAnswer:
         tone = self.catalogue.tone
         return parse(text, self.max_chars, tone.sarcasm_markers, tone.contradicting_asides, lang=lang,
-                     step_words=self._step_words)
+                     step_words=self._step_words, set_aside=set_aside)
 
     def match_text(self, text: str, lang: str | None = None) -> Match:
         """Text in, evidence out: what role-play and voice call for each reply."""

@@ -90,13 +90,15 @@ def _plain(marker: str) -> str:
 
 def parse(answer: str, max_chars: int, tone_markers: dict[str, list[str]] | None = None,
           asides: dict[str, list[str]] | None = None, lang: str | None = None,
-          step_words: tuple[str, ...] = ()) -> ParsedAnswer:
-    """Clean, detect the language, set aside injected text, split into units — once."""
+          step_words: tuple[str, ...] = (), set_aside: bool = True) -> ParsedAnswer:
+    """Clean, detect the language, set aside injected text, split into units — once.
+    ``set_aside=False`` keeps the injected text in what is graded (still listed in
+    ``injected``): for an answer whose message to the grader holds a harm."""
     text, warnings = clean_text(answer, "answer", max_chars)
     lang = lang or detect(text)
     injected = injection_spans(text)
     graded = text
-    for span in injected:
+    for span in injected if set_aside else ():
         graded = graded.replace(span, " ")
     graded, repeated, n_sent = _dedupe(graded, lang) if graded.strip() else (graded, 0, 0)
     us = units(graded, lang) if graded.strip() else []

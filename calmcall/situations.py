@@ -364,6 +364,8 @@ class SituationClassifier:
         """Replace situations' step lists in this process (eval/ask_eval.py ``--step-lists``
         compares candidate lists this way): the model predicts situations, so no refit."""
         unknown = {s for steps in lists.values() for s in steps} - set(self._step_ids)
+        if any(not steps for steps in lists.values()):
+            raise KnowledgeError(f"step lists: no steps for {sorted(k for k, v in lists.items() if not v)}")
         if unknown or set(lists) - set(self.spec.situations):
             raise KnowledgeError(f"step lists: unknown steps {sorted(unknown)} or situations "
                                  f"{sorted(set(lists) - set(self.spec.situations))}")

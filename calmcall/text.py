@@ -73,6 +73,13 @@ def callers_quotes(sentence: str, lang: str, caller: dict, own: dict, verbs: dic
     return out
 
 
+# words before a judgement ("is an idiot", "acts like a psycho", "är en idiot"): what follows
+# them describes the caller, it is not something the caller does
+_PREDICATE = {"is", "are", "was", "a", "an", "like", "acts", "such", "är", "var", "en", "ett", "som", "egy", "mint",
+              "olyan", "è", "un", "una", "uno", "come", "zo'n", "een", "als", "ist", "ein", "eine", "wie",
+              "es", "como", "est", "une", "comme"}
+
+
 def callers_act(unit_padded: str, sentence: str, hit: str, lang: str, caller: dict, own: dict,
                 verbs: dict) -> bool:
     """Does the unit report what the caller said or did, ``hit`` among it ("He … said sorry
@@ -85,14 +92,20 @@ def callers_act(unit_padded: str, sentence: str, hit: str, lang: str, caller: di
     c, o = _in_lang(caller, lang), _in_lang(own, lang)
     if toks and toks[0] in _CONDITIONAL and any(t in c for t in toks[1:4]):
         # "Als iemand gaat dreigen, blijf ik rustig": a condition whose subject is the caller
-        # holds the caller's act, when the candidate's own part does not repeat it
+        # holds the caller's act, when the candidate's own part does not repeat it. The
+        # condition ends at the first comma or the candidate's first own word, whichever comes
+        # first (pro-drop: "Se il cliente mi minaccia, lo minaccio anch'io").
         first_own = next((i for i, t in enumerate(toks) if t in o), len(toks))
+        end = min(first_own, len(words(re.split(r"[,;:]", sentence, maxsplit=1)[0])))
         head = words(hit.split(GAP)[0].split("|")[0])
         stem = head[0][: max(4, len(head[0]) - 2)] if head else "\0"  # "threatens" ~ "threaten"
-        # ... an attribute of the caller there ("een dreigende beller", "un client menaçant") is no act
-        acts = [j for j in range(first_own, len(toks)) if toks[j].startswith(stem)
+        at = next((j for j in range(end) if toks[j].startswith(stem)), None)
+        # a judgement of the caller is no act of theirs ("if a customer acts like an idiot")
+        judged = at is not None and at and toks[at - 1] in _PREDICATE
+        # ... nor is an attribute of the caller in the candidate's part ("een dreigende beller")
+        acts = [j for j in range(end, len(toks)) if stem in toks[j]
                 and not (j + 1 < len(toks) and toks[j + 1] in c) and not (j and toks[j - 1] in c)]
-        if mentions_in(padded_words(" ".join(toks[:first_own])), [hit]) and not acts:
+        if at is not None and not judged and not acts:
             return True
     if not any(t in c for t in toks[:4]) or any(t in o for t in toks):
         return False
@@ -158,7 +171,7 @@ _EN_SUBJECTS = {"i", "i'd", "i'll", "i'm", "we", "my", "me", "would", "will"}
 _INJECTION = re.compile(
     r"(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instruction|rubric|rule|prompt|previous|above|criteria|grading)"
     r"|\b(give|award|assign|rate|score|grade|mark)\b.{0,30}\b(100|full marks|top (score|marks)|maximum|perfect)"
-    r"|\b(100|hundred)\s*(/\s*100|points|percent|%|poäng|pont|punti|punten|punkte|punkten|puntos|pontot)\b"
+    r"|\b(100|hundred)\s*(/\s*100|points|percent|%)"
     r"|\bsystem prompt\b|\byou are now\b|\bas an ai\b|\bdeveloper mode\b|\bjailbreak\b"
     r"|\b(ignorera|strunta i)\b.{0,40}\b(instruktion|bedömning|regler|rubrik)"
     r"|\bge\b.{0,30}\b(100|full pott|högsta betyg)"
@@ -169,17 +182,21 @@ _INJECTION = re.compile(
     r"|\b(ignora|olvida)\b.{0,40}\b(instrucci|rúbrica|rubrica|regla|criterio)|\b(dame|dale|pon)\b.{0,30}\b100"
     r"|\b(ignorez|ignore|oublie)\b.{0,40}\b(instruction|grille|règle|critère|consigne)|\b(donne|donnez|mettez)\b.{0,30}\b100"
     # addressed to the grader: a candidate answering the question never needs to name it
-    r"|\b(note|message|instructions?|attention|notice)\s+(to|for)\s+(the\s+)?(automat\w*\s+|ai\s+)?"
-    r"(grader|evaluator|assessor|examiner|marker|reviewer|ai)\b|\b(dear|hey|hi)\s+(grader|evaluator|ai)\b"
-    r"|\b(till|för)\s+(den\s+automatiska\s+)?(bedömaren|rättaren|granskaren)\b"
-    r"|\b(értékelőnek|értékelő\s+számára|javítónak|értékelő\s+rendszernek)\b"
-    r"|\b(per|al|alla)\s+(il\s+)?(valutatore|correttore|sistema\s+di\s+valutazione)\b"
-    r"|\b(voor|aan)\s+de\s+(automatische\s+)?(beoordelaar|corrector|nakijker)\b"
-    r"|\b(an|für)\s+(den|die|das)\s+(automatischen?\s+)?(bewerter|prüfer|korrektor|bewertungs)"
-    r"|\b(para|al)\s+(el\s+)?(evaluador|corrector)\b|\bevaluador\s+autom"
-    r"|\b(pour|à)\s+l['’]\s*(évaluateur|correcteur)\b|\bcorrecteur\s+automatique"
+    # (the other languages' forms need the colon or bracket of a note: "till bedömaren på
+    # skadeavdelningen" is the claims assessor)
+    r"|\b(note|message|instructions?|attention|notice)\s+(to|for)\s+(the\s+)?"
+    r"((automat\w*|ai)\s+(grader|evaluator|assessor|examiner|marker|reviewer|system)|grader|evaluator|ai)\b"
+    r"|\b(dear|hey|hi)\s+(grader|evaluator|ai)\b"
+    r"|\b(till|för)\s+(den\s+automatiska\s+)?(bedömaren|rättaren|granskaren)\s*[:\]\)#]"
+    r"|\b(értékelőnek|értékelő\s+számára|javítónak|értékelő\s+rendszernek)\s*[:\]\)#]"
+    r"|\b(per|al|alla)\s+(il\s+)?(valutatore|correttore|sistema\s+di\s+valutazione)(\s+automatico)?\s*[:\]\)#]"
+    r"|\b(voor|aan)\s+de\s+(automatische\s+)?(beoordelaar|corrector|nakijker)\s*[:\]\)#]"
+    r"|\b(an|für)\s+(den|die|das)\s+(automatischen?\s+)?(bewerter|prüfer|korrektor|bewertungs\w*)\s*[:\]\)#]"
+    r"|\b(para|al)\s+(el\s+)?(evaluador|corrector)(\s+autom\w*)?\s*[:\]\)#]|\bevaluador\s+autom"
+    r"|\b(pour|à)\s+l['’]\s*(évaluateur|correcteur)(\s+automatique)?\s*[:\]\)#]|\bcorrecteur\s+automatique"
     # a verdict on the answer itself, asked of the grader
-    r"|\b(this|my)\s+answer\s+(deserves|meets\s+all|fulfils|fulfills|satisfies\s+all|should\s+(get|receive|score)"
+    r"|\b(this|my)\s+answer\s+(deserves|meets\s+all|fulfils\s+all|fulfills\s+all|satisfies\s+all"
+    r"|should\s+(get|receive|score|be\s+given)\s+(full|100|top|the\s+(highest|maximum|top)|a\s+perfect|maximum)"
     r"|is\s+worth\s+(full|100|top))"
     r"|\b(det\s+här|detta|mitt)\s+svar\s+(förtjänar|uppfyller\s+alla|ska\s+få|bör\s+få)"
     r"|\b(ez\s+a|az\s+én)\s+válasz(om)?\s+(megérdemli|megfelel\s+minden|teljesít\s+minden)"
@@ -327,24 +344,24 @@ def is_others(text: str, lang: str) -> bool:
 # "…, but I'd never do that" / "X. I don't." / "pero eso no lo haría nunca": a short negated
 # clause with nothing of its own but a subject, an auxiliary and a pronoun pointing back
 # rejects what came before it, as "instead of" does what follows it
-_BACK_REFERENCE = {
+_BACK_REJECTION_WORDS = {
     "en": {"i", "we", "me", "myself", "i'd", "i'll", "do", "does", "did", "would", "will", "that", "this", "it",
-           "so", "ever", "personally", "though", "certainly", "simply", "just", "that's", "what", "is", "one",
-           "of", "them", "those", "am", "i'm", "but", "and", "kind", "thing", "things", "stuff", "like"},
+           "so", "ever", "personally", "though", "certainly", "simply", "that's", "what", "is", "one",
+           "of", "them", "those", "am", "i'm", "but", "and", "kind", "thing", "things", "stuff"},
     "sv": {"jag", "vi", "mig", "själv", "gör", "gjorde", "skulle", "göra", "det", "så", "personligen", "heller",
            "sånt", "sådant", "men", "och", "något", "nåt", "är"},
     "hu": {"én", "mi", "ezt", "azt", "ilyet", "olyat", "így", "úgy", "csinálom", "csinálnám", "csinálnék",
            "tenném", "teszem", "tennék", "teszek", "személy", "szerint", "de", "és", "ilyesmit", "vagyok"},
     "it": {"io", "noi", "lo", "faccio", "farei", "farò", "fare", "questo", "quello", "così", "personalmente",
-           "proprio", "ma", "e", "cosa", "del", "genere", "sono", "io'"},
+           "proprio", "ma", "e", "cosa", "del", "genere", "sono"},
     "nl": {"ik", "wij", "we", "doe", "zou", "zal", "doen", "dat", "zo", "zelf", "persoonlijk", "maar", "en",
            "soort", "zoiets", "ben"},
     "de": {"ich", "wir", "mache", "mach", "würde", "werde", "tun", "tue", "machen", "das", "so", "selbst",
            "persönlich", "sowas", "etwas", "aber", "und", "bin"},
     "es": {"yo", "nosotros", "lo", "hago", "haría", "haré", "hacer", "eso", "esto", "así", "personalmente",
            "pero", "y", "soy", "algo", "tipo"},
-    "fr": {"je", "j", "moi", "nous", "fais", "ferais", "ferai", "faire", "ça", "cela", "le", "l", "personnellement",
-           "c", "est", "ce", "mais", "et", "suis", "genre", "chose"},
+    "fr": {"je", "moi", "nous", "fais", "ferais", "ferai", "faire", "ça", "cela", "le", "personnellement",
+           "c'est", "ce", "mais", "et", "suis", "genre", "chose", "rien", "en", "n'en", "l'ai", "l'aurais"},
 }
 
 
@@ -367,13 +384,14 @@ def is_back_rejection(text: str, lang: str) -> bool:
     whose every word is a subject, an auxiliary, a negation or a pronoun for what came
     before it (``units`` then denies that part)."""
     toks = words(text)
-    if not toks or len(toks) > 8 or not is_negated(text, lang):
+    if not toks or len(toks) > 8:
         return False
     neg = NEGATIONS.get(lang, NEGATIONS["en"]) | NEGATIONS["en"]
-    vocab = _BACK_REFERENCE.get(lang, set()) | _BACK_REFERENCE["en"]
+    vocab = _BACK_REJECTION_WORDS.get(lang, set()) | _BACK_REJECTION_WORDS["en"]
     verbs = _BACK_VERBS.get(lang, set()) | _BACK_VERBS["en"]
-    return all(t in neg or t in vocab or t.endswith("n't") for t in toks) \
-        and any(t in neg or t.endswith("n't") for t in toks) and any(t in verbs for t in toks)
+    return all(_is_negation(t, neg) or t in vocab for t in toks) \
+        and any(_is_negation(t, neg) for t in toks) and any(t in verbs for t in toks) \
+        and not _double_negative(toks, neg, lang)
 
 
 def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
@@ -439,10 +457,13 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
                                  embed_text=affirmed or ""))
         # "…, but I'd never do that": the clauses before the rejection are denied with it
         back = [n for n, u in enumerate(kept) if n > 0 and is_back_rejection(u.text, lang)]
-        for u in kept[: back[-1] if back else 0]:
-            u.negated = True
+        for n in back:  # the clause before, and subjectless ones before it, up to a clause with a subject
+            for k, u in enumerate(reversed(kept[:n])):
+                if k and (_own_subject(u.text, lang) or u.others or is_back_rejection(u.text, lang)):
+                    break  # "I listen and apologise, …, but I'd never do that": "I listen" stands
+                u.negated = True
         whole_neg = is_negated(body, lang) or bool(back)
-        if not back and len(words(body)) and is_back_rejection(body, lang) and result \
+        if not back and is_back_rejection(body, lang) and result \
                 and not any(u.negated or u.others for u in result if u.index == i - 1):
             # "Some agents hang up on a rude caller. I don't.": the sentence before is denied
             for u in result:
@@ -508,24 +529,27 @@ _VERB_SECOND = {"sv", "de", "nl"}  # the finite verb before the negation: "Ich v
 
 def _is_negation(tok: str, vocab: set[str]) -> bool:
     # French elides "ne" into the next word ("n'y", "n'est", "n'ai"): the French set has "pas"
-    return tok in vocab or tok.endswith("n't") or ("pas" in vocab and tok[:2] in ("n'", "n’"))
+    return tok in vocab or tok.endswith("n't") or ("pas" in vocab and tok.startswith("n'"))
 
 
 # negative concord: "No hay ninguna", "non … nessuno", "ne … aucune", "soha nem" is one
 # negation, not two, until a relative or infinitive word starts another clause
 _CONCORD = {"hu", "it", "es", "fr"}
 # "no reason not to", "aucune raison de ne pas": the second negation denies the complement
-_REASON = {"reason", "reasons", "anledning", "ok", "okom", "motivo", "ragione", "reden", "grund", "razón",
-           "raison"}
+_REASON = {"en": {"reason", "reasons"}, "sv": {"anledning"}, "hu": {"ok", "okom", "okát"},
+           "it": {"motivo", "ragione"}, "nl": {"reden"}, "de": {"grund"}, "es": {"razón", "motivo"},
+           "fr": {"raison"}}
 
 
 def _negation_groups(toks: list[str], vocab: set[str], lang: str) -> list[list[int]]:
+    # a first-person subject starts a clause too ("…mon nom, je ne crie jamais")
+    reason, own = _REASON.get(lang, set()), FIRST_PERSON.get(lang, set())
     groups: list[list[int]] = []
     for i, t in enumerate(toks):
         if not _is_negation(t, vocab):
             continue
         if groups and lang in _CONCORD and i - groups[-1][-1] <= 6 \
-                and not any(x in _RELATIVE or x in _INFINITIVE or x in _REASON or x in _CONJ
+                and not any(x in _RELATIVE or x in _INFINITIVE or x in reason or x in _CONJ or x in own
                             for x in toks[groups[-1][-1] + 1:i]):
             groups[-1].append(i)
         else:
@@ -574,8 +598,11 @@ def _double_negative(toks: list[str], vocab: set[str], lang: str = "en") -> bool
     if b == end + 1:  # "never not", "nie nicht"
         return True
     between = toks[end + 1:b]
-    return a <= 3 and b - end <= 8 and (any(t in _RELATIVE for t in between)
-                                         or (any(t in _REASON for t in between) and b - end <= 4))
+    # "no reason not to", "aucune raison de ne pas": the reason word right after the first
+    # negation, an infinitive marker beside the second
+    reason = any(t in _REASON.get(lang, ()) for t in toks[end + 1:end + 3]) and b - end <= 4 \
+        and (toks[b - 1] in _INFINITIVE or (b + 1 < len(toks) and toks[b + 1] in _INFINITIVE))
+    return a <= 3 and b - end <= 8 and (any(t in _RELATIVE for t in between) or reason)
 
 
 _NT = {"won't": "will", "wont": "will", "can't": "can", "cant": "can", "cannot": "can", "shan't": "shall"}

@@ -301,7 +301,9 @@ def main() -> int:
         if cfloor and copies.get("false_flags", 0) > cfloor["false_flags_max"]:
             failures.append(f"own-words answers flagged as copied: {copies['false_flags']}")
         lfl = th.get("lookalikes")
-        if lfl and (g.get("lookalikes") or {}).get("share", 0.0) > lfl["share_max"]:
+        if lfl and not g.get("lookalikes"):
+            failures.append("harm look-alikes set missing (eval/harm_lookalikes.yaml)")
+        elif lfl and g["lookalikes"]["share"] > lfl["share_max"]:
             failures.append(f"harm look-alikes flagged {g['lookalikes']['share']:.3f}")
         for name, lfloor in (th.get("lying") or {}).items():
             if args.dev_only and name == "blind":

@@ -383,6 +383,8 @@ def test_candidate_step_lists_can_be_swapped_in_without_a_refit(coach):
         assert set(clf.guess(vec, q, "en").steps) == {"personal_example", "learn"}
         with pytest.raises(KnowledgeError):
             clf.set_steps({guess.situation: ["no_such_step"]})
+        with pytest.raises(KnowledgeError):
+            clf.set_steps({guess.situation: []})
     finally:
         clf.set_steps(before)
     assert clf.guess(vec, q, "en").steps == guess.steps

@@ -183,6 +183,14 @@ def test_text_addressed_to_the_grader_is_injection_in_every_language(text):
         "I'd pass the note to my supervisor and tell the caller what happens next.",
         "Le dije al cliente que su respuesta merecía una disculpa.",
         "Ich würde den Anrufer an den Teamleiter weitergeben.",
+        "I'd leave a note for the reviewer and move on.",
+        "Ich würde das an den Prüfer weitergeben.",
+        "Lo paso al evaluador de siniestros.",
+        "Lo passo al valutatore dei danni.",
+        "Je transmets à l'évaluateur de sinistres.",
+        "Jag skickar det till bedömaren på skadeavdelningen.",
+        "My answer should get to the point quickly.",
+        "Ich würde ihm 100 Punkte gutschreiben.",
     ],
 )
 def test_ordinary_sentences_are_not_injection(text):
@@ -415,6 +423,10 @@ def test_a_sentence_rejected_by_the_next_one_is_denied_and_only_then():
         assert not is_back_rejection(text, "en")
     assert not units("I stay calm. I don't interrupt.", "en")[0].negated
     assert not units("I stay calm: they are angry at the situation and not me.", "en")[0].negated
+    us = units("I listen and apologise, some agents would shout back, but I'd never do that.", "en")
+    assert not next(u for u in us if u.text == "I listen").negated  # only what the rejection points back to
+    assert is_back_rejection("Personally, I'd never do that.", "en") and is_back_rejection("je n'en ferais rien", "fr")
+    assert not is_back_rejection("I don't do it just like that.", "en")
 
 
 def test_dutch_emphasis_accents_still_negate():
@@ -449,3 +461,11 @@ def test_negative_concord_alone_is_one_negation(text, lang):
 def test_concord_stops_at_a_new_clause():
     text = "Il n'y a pas un appel où je ne donne pas mon prénom, et je ne laisserais jamais quelqu'un seul."
     assert "jamais" in words(affirmed_form(text, "fr"))
+    text = "Il n'y a aucun appel où je ne dis pas mon nom, je ne crie jamais."
+    assert "jamais" in words(affirmed_form(text, "fr"))
+
+
+@pytest.mark.parametrize("text,lang", [("Je ne raccroche jamais sans raison, je ne le ferais pas.", "fr"),
+                                       ("That's not ok, I don't shout back at callers.", "en")])
+def test_a_reason_word_alone_makes_no_double_negative(text, lang):
+    assert is_negated(text, lang) and not affirmed_form(text, lang)

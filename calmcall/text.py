@@ -80,6 +80,11 @@ _PREDICATE = {"is", "are", "was", "a", "an", "like", "acts", "such", "är", "var
               "es", "como", "est", "une", "comme"}
 
 
+def _cue_head(cue: str) -> str:
+    """The words a cue starts with: before its gap, its first alternative ("tell … even if")."""
+    return cue.split(GAP)[0].split("|")[0].strip()
+
+
 def callers_act(unit_padded: str, sentence: str, hit: str, lang: str, caller: dict, own: dict,
                 verbs: dict) -> bool:
     """Does the unit report what the caller said or did, ``hit`` among it ("He … said sorry
@@ -97,7 +102,7 @@ def callers_act(unit_padded: str, sentence: str, hit: str, lang: str, caller: di
         # first (pro-drop: "Se il cliente mi minaccia, lo minaccio anch'io").
         first_own = next((i for i, t in enumerate(toks) if t in o), len(toks))
         end = min(first_own, len(words(re.split(r"[,;:]", sentence, maxsplit=1)[0])))
-        head = words(hit.split(GAP)[0].split("|")[0])
+        head = words(_cue_head(hit))
         stem = head[0][: max(4, len(head[0]) - 2)] if head else "\0"  # "threatens" ~ "threaten"
         at = next((j for j in range(end) if toks[j].startswith(stem)), None)
         # a judgement of the caller is no act of theirs ("if a customer acts like an idiot")
@@ -123,7 +128,7 @@ def own_reply_holds(sentence_padded: str, hit: str, reported: list[str], lang: s
     ``own`` word with a speech ``verb`` beside it (the word before, as in "also sagte ich", or
     one of the two after) comes after the last ``reported`` marker and before the hit: the
     report covers what the caller said, not the candidate's answer to it."""
-    first = f" {hit.split(GAP)[0].split('|')[0].strip()}"
+    first = f" {_cue_head(hit)}"
     o, v = _in_lang(own, lang), _in_lang(verbs, lang)
     at = sentence_padded.find(first)
     while at >= 0:  # each place the hit is
@@ -456,10 +461,12 @@ def units(text: str, lang: str, max_units: int = 160) -> list[Unit]:
                 kept.append(Unit(ptext, sentence, i, negated=negated, others=is_others(ptext, lang), kind=kind,
                                  embed_text=affirmed or ""))
         # "…, but I'd never do that": the clauses before the rejection are denied with it
-        back = [n for n, u in enumerate(kept) if n > 0 and is_back_rejection(u.text, lang)]
+        rejects = [is_back_rejection(u.text, lang) for u in kept]
+        back = [n for n in range(1, len(kept)) if rejects[n]]
         for n in back:  # the clause before, and subjectless ones before it, up to a clause with a subject
-            for k, u in enumerate(reversed(kept[:n])):
-                if k and (_own_subject(u.text, lang) or u.others or is_back_rejection(u.text, lang)):
+            for j in range(n - 1, -1, -1):
+                u = kept[j]
+                if j < n - 1 and (_own_subject(u.text, lang) or u.others or rejects[j]):
                     break  # "I listen and apologise, …, but I'd never do that": "I listen" stands
                 u.negated = True
         whole_neg = is_negated(body, lang) or bool(back)
